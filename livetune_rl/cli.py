@@ -1,0 +1,369 @@
+"""The ``livetune`` command: find runs, list, get, set, fire, watch and read their history.
+
+Every command talks to one run, chosen by ``--addr``, else ``--run NAME``, else
+``$LIVETUNE_ADDR``, else the only live run on this machine. Errors print one line starting
+with ``livetune: error:`` and exit non-zero (1 for a refused or failed request, 2 for usage).
+
+Examples::
+
+    livetune runs
+    livetune ls
+    livetune set learning_rate 1e-4
+    livetune set learning_rate=1e-4 reward.hungry=-0.5     # atomic: both or neither
+    livetune fire checkpoint
+    livetune watch --json
+    livetune history --limit 20
+
+This module imports neither torch nor stable-baselines3: it must start fast. The training
+commands (``livetune train``) import them only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .journal import ChangeEvent
+from .registry import TriggerState, VariableState
+from .values import LiveTuneError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(LiveTuneError):
+    """Bad command-line input found after argparse (exit code 2)."""
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    delta = max(0.0, time.time() - seconds)
+    if delta < 60:
+        return f"{delta:.0f}s ago"
+    if delta < 3600:
+        return f"{delta / 60:.0f}m ago"
+    if delta < 86400:
+        return f"{delta / 3600:.1f}h ago"
+    return f"{delta / 86400:.1f}d ago"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _var_json(v: VariableState) -> dict[str, Any]:
+    return {
+        "name": v.name, "type": v.type.value, "value": v.value, "default": v.default,
+        "min": v.min, "max": v.max, "choices": list(v.choices), "help": v.help,
+        "version": v.version, "changed_at": v.changed_at, "source": v.source, "step": v.step,
+        "deferred": v.deferred, "applied_version": v.applied_version,
+        "applied_step": v.applied_step, "pending": v.pending,
+    }
+
+
+def _trigger_json(t: TriggerState) -> dict[str, Any]:
+    return {"name": t.name, "type": "trigger", "help": t.help, "fires": t.fires,
+            "handled": t.handled, "pending": t.fires - t.handled, "version": t.version,
+            "last_fired": t.last_fired, "source": t.source}
+
+
+def _rule(v: VariableState) -> str:
+    if v.choices:
+        return "{" + ",".join(_fmt(c) for c in v.choices) + "}"
+    if v.min is None and v.max is None:
+        return ""
+    return f"[{_fmt(v.min) if v.min is not None else '-inf'}, " \
+           f"{_fmt(v.max) if v.max is not None else 'inf'}]"
+
+
+def _status(v: VariableState) -> str:
+    if not v.deferred:
+        return "live"
+    if v.pending:
+        return "pending"
+    return f"applied@{v.applied_step}" if v.applied_step is not None else "applied"
+
+
+def _event_line(e: ChangeEvent) -> str:
+    when = dt.datetime.fromtimestamp(e.t).strftime("%Y-%m-%d %H:%M:%S")
+    step = f" step={e.step}" if e.step is not None else ""
+    if e.kind == "set":
+        what = f"set {e.name} {_fmt(e.old)} -> {_fmt(e.new)}"
+    elif e.kind == "fire":
+        what = f"fire {e.name} (#{e.new})"
+    elif e.kind == "applied":
+        what = f"applied {e.name} = {_fmt(e.new)} (v{e.applies})"
+    elif e.kind == "start":
+        what = f"start {json.dumps(e.data.get('values', {}), sort_keys=True)}"
+    else:
+        what = f"event {e.name} {json.dumps(e.data, sort_keys=True)}"
+    source = f"  by {e.source}" if e.source and e.kind in ("set", "fire") else ""
+    return f"v{e.v:<5} {when}{step}  {what}{source}"
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, default=str), flush=True)
+
+
+def _parse_assignments(words: Sequence[str]) -> dict[str, str]:
+    """``NAME VALUE`` or ``NAME=VALUE ...`` (mixing is allowed after a first NAME VALUE pair)."""
+    words = list(words)
+    out: dict[str, str] = {}
+    if len(words) >= 2 and "=" not in words[0]:
+        out[words[0]] = words[1]
+        words = words[2:]
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise UsageError(f"cannot read {word!r}: use NAME VALUE or NAME=VALUE ...")
+        if name in out:
+            raise UsageError(f"{name} is given twice")
+        out[name] = value
+    if not out:
+        raise UsageError("nothing to set: use NAME VALUE or NAME=VALUE ...")
+    return out
+
+
+# ------------------------------------------------------------------------- commands
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import discovery
+
+    runs = discovery.list_runs()
+    if args.json:
+        _print_json([{"run": r.run, "address": r.address, "pid": r.pid, "started": r.started,
+                      "uptime": r.uptime, "journal": r.journal,
+                      "token_required": r.token_required, "tls": r.tls} for r in runs])
+        return 0
+    if not runs:
+        print("no live runs on this machine")
+        return 0
+    print(_table([[r.run, r.address, str(r.pid), _duration(r.uptime),
+                   ("token " if r.token_required else "") + ("tls" if r.tls else "")]
+                  for r in runs], ["RUN", "ADDRESS", "PID", "UPTIME", "AUTH"]))
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import connect
+
+    return connect(args.addr, run=args.run, token=args.token, tls_ca=args.cacert,
+                   timeout=args.timeout)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        state = client.list(args.patterns)
+    if args.json:
+        _print_json({"run": state.run, "pid": state.pid, "address": state.address,
+                     "version": state.state.version, "step": state.state.step,
+                     "variables": [_var_json(v) for v in state.state.variables],
+                     "triggers": [_trigger_json(t) for t in state.state.triggers]})
+        return 0
+    step = f", step {state.state.step}" if state.state.step is not None else ""
+    print(f"run {state.run} at {state.address} (pid {state.pid}, version "
+          f"{state.state.version}{step})")
+    rows = [[v.name, v.type.value, _fmt(v.value), _rule(v), str(v.version),
+             _ago(v.changed_at) if v.version else "-", _status(v), v.help]
+            for v in state.state.variables]
+    rows += [[t.name, "trigger", f"fired {t.fires}x", "", str(t.version),
+              _ago(t.last_fired), f"{t.fires - t.handled} pending" if t.fires > t.handled
+              else "idle", t.help] for t in state.state.triggers]
+    print(_table(rows, ["NAME", "TYPE", "VALUE", "BOUNDS", "VERSION", "CHANGED", "STATUS",
+                        "HELP"]))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = [client.get(name) for name in args.names]
+    if args.json:
+        _print_json(_var_json(found[0]) if len(found) == 1 else [_var_json(v) for v in found])
+    elif len(found) == 1:
+        print(_fmt(found[0].value))
+    else:
+        for v in found:
+            print(f"{v.name}={_fmt(v.value)}")
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    values = _parse_assignments(args.assignments)
+    expected: dict[str, int] = {}
+    for item in args.expect or ():
+        name, sep, version = item.partition("=")
+        if not sep or not version.isdigit():
+            raise UsageError(f"--expect takes NAME=VERSION, not {item!r}")
+        expected[name] = int(version)
+    with _client(args) as client:
+        changes = client.set_text(values, expected=expected or None)
+    if args.json:
+        _print_json([e.to_record() for e in changes])
+    else:
+        for e in changes:
+            print(f"{e.name}: {_fmt(e.old)} -> {_fmt(e.new)} (version {e.v})")
+    return 0
+
+
+def cmd_fire(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        events = [client.fire(name) for name in args.names]
+    for e in events:
+        if args.json:
+            _print_json(e.to_record())
+        else:
+            print(f"fired {e.name} (fire #{e.new}, version {e.v})")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            for item in client.watch(args.patterns):
+                if item.snapshot is not None:
+                    s = item.snapshot
+                    if args.json:
+                        _print_json({"snapshot": {
+                            "run": s.run, "version": s.state.version,
+                            "variables": [_var_json(v) for v in s.state.variables],
+                            "triggers": [_trigger_json(t) for t in s.state.triggers]}})
+                    else:
+                        values = " ".join(f"{v.name}={_fmt(v.value)}" for v in s.state.variables)
+                        print(f"watching run {s.run} at version {s.state.version}: {values}",
+                              flush=True)
+                elif item.change is not None:
+                    if args.json:
+                        _print_json(item.change.to_record())
+                    else:
+                        print(_event_line(item.change), flush=True)
+                elif item.lagged is not None:
+                    if args.json:
+                        _print_json({"lagged": item.lagged})
+                    else:
+                        print(f"!! {item.lagged}", flush=True)
+        except KeyboardInterrupt:
+            return 0
+    print("livetune: the run ended the stream", file=sys.stderr)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        events = client.history(since=args.since, limit=args.limit, patterns=args.patterns)
+    for e in events:
+        if args.json:
+            _print_json(e.to_record())
+        else:
+            print(_event_line(e))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(seconds=args.seconds, address=args.bind, run=args.run_name)
+
+
+# ------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    target = common.add_argument_group("which run")
+    target.add_argument("--addr", default=None,
+                        help="address of the run (host:port or unix:/path); "
+                             "default: $LIVETUNE_ADDR or the only live run")
+    target.add_argument("--run", default=None, help="name (or pid) of a live run")
+    target.add_argument("--token", default=None,
+                        help="bearer token (default: $LIVETUNE_TOKEN)")
+    target.add_argument("--cacert", default=None,
+                        help="CA certificate (PEM) of a run that serves TLS "
+                             "(default: $LIVETUNE_CACERT)")
+    target.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = argparse.ArgumentParser(
+        prog="livetune",
+        description="Change a running training job: list, set and watch its live variables.",
+        epilog="Examples: livetune ls | livetune set learning_rate 1e-4 | "
+               "livetune set reward.hungry=-0.5 reward.scale=5 | livetune fire checkpoint",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("runs", cmd_runs, "list the live runs on this machine")
+    p = add("ls", cmd_ls, "list variables and triggers with values, bounds and versions")
+    p.add_argument("patterns", nargs="*", help="glob patterns, e.g. 'reward.*'")
+    p = add("get", cmd_get, "print the value of one or more variables")
+    p.add_argument("names", nargs="+")
+    p = add("set", cmd_set, "set variables atomically: NAME VALUE or NAME=VALUE ...")
+    p.add_argument("assignments", nargs="+", metavar="NAME VALUE | NAME=VALUE")
+    p.add_argument("--expect", action="append", metavar="NAME=VERSION",
+                   help="compare-and-set: refuse unless NAME is at VERSION")
+    p = add("fire", cmd_fire, "fire one or more triggers")
+    p.add_argument("names", nargs="+")
+    p = add("watch", cmd_watch, "stream changes as they happen (Ctrl-C to stop)")
+    p.add_argument("patterns", nargs="*", help="glob patterns")
+    p = add("history", cmd_history, "print the run's journal: who changed what, when")
+    p.add_argument("patterns", nargs="*", help="glob patterns")
+    p.add_argument("--since", type=int, default=0, help="only versions after this one")
+    p.add_argument("--limit", type=int, default=0, help="only the newest N records")
+
+    p = sub.add_parser("demo", help="run a small live-tunable loop (no torch needed)")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--bind", default=None, help="address to serve on")
+    p.add_argument("--run-name", default="demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"livetune: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LiveTuneError as exc:
+        print(f"livetune: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        print(f"livetune: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

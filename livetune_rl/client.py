@@ -1,0 +1,225 @@
+"""A Python client for a running livetune server (used by the CLI, the tuner, tests, scripts).
+
+Example::
+
+    >>> import livetune_rl as lt
+    >>> with lt.connect(run="ppo-demo") as client:                  # doctest: +SKIP
+    ...     client.set({"learning_rate": 1e-4, "reward.hungry": -0.5})
+    ...     client.get("learning_rate").value
+    0.0001
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from . import convert, discovery
+from ._proto.livetune.v1 import livetune_pb2 as pb
+from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
+from .journal import ChangeEvent
+from .registry import RegistryState, VariableState
+from .values import LiveTuneError, Value
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+class ClientError(LiveTuneError):
+    """An RPC failed; ``code`` is the gRPC status code, ``str()`` one clear line."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What ``ListVariables`` returns: the run's identity and a snapshot of its registry."""
+
+    run: str
+    pid: int
+    address: str
+    started: float
+    journal: str
+    state: RegistryState
+
+
+@dataclass(frozen=True)
+class WatchItem:
+    """One message of a watch stream: exactly one of the three fields is set."""
+
+    snapshot: RunState | None = None
+    change: ChangeEvent | None = None
+    lagged: str | None = None
+
+
+def _run_state(run: pb.RunInfo, variables: Any, triggers: Any) -> RunState:
+    return RunState(run.run, run.pid, run.address, convert.seconds(run.started), run.journal,
+                    convert.state_from_proto(run, variables, triggers))
+
+
+class Client:
+    """A connection to one run.
+
+    Args:
+        address: ``host:port`` or ``unix:/path``.
+        token: bearer token (default ``$LIVETUNE_TOKEN``).
+        tls_ca: PEM file of the CA that signed the server's certificate: enables TLS.
+        timeout: seconds for each unary call.
+    """
+
+    def __init__(self, address: str, *, token: str | None = None,
+                 tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        if tls_ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = pb_grpc.LiveTuneStub(self._channel)
+        who = f"{getpass.getuser()}@{socket.gethostname()}"
+        self._metadata: list[tuple[str, str]] = [("x-livetune-client", who)]
+        if token:
+            self._metadata.append(("authorization", f"Bearer {token}"))
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> ClientError:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        details = (exc.details() if hasattr(exc, "details") else "") or str(code)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            details = (f"cannot reach a livetune run at {self.address} ({details.strip()}); "
+                       "is it running? `livetune runs` lists live runs")
+        return ClientError(code, details)
+
+    # ----------------------------------------------------------------- calls
+    def list(self, patterns: Sequence[str] = ()) -> RunState:
+        """Every variable and trigger (optionally filtered by glob patterns)."""
+        reply = self._call(self._stub.ListVariables,
+                           pb.ListVariablesRequest(patterns=list(patterns)))
+        return _run_state(reply.run, reply.variables, reply.triggers)
+
+    def get(self, name: str) -> VariableState:
+        """One variable's state; :class:`ClientError` with NOT_FOUND if none."""
+        return convert.variable_from_proto(
+            self._call(self._stub.GetVariable, pb.GetVariableRequest(name=name)))
+
+    def set(self, values: Mapping[str, Value], *,
+            expected: Mapping[str, int] | None = None) -> list[ChangeEvent]:
+        """Set variables atomically from typed Python values; returns the journaled changes."""
+        return self._set({n: convert.value_to_proto(v) for n, v in values.items()}, expected)
+
+    def set_text(self, values: Mapping[str, str], *,
+                 expected: Mapping[str, int] | None = None) -> list[ChangeEvent]:
+        """Set variables atomically from text the server parses with each variable's type."""
+        return self._set({n: pb.Value(text=v) for n, v in values.items()}, expected)
+
+    def _set(self, values: Mapping[str, pb.Value | None],
+             expected: Mapping[str, int] | None) -> list[ChangeEvent]:
+        assignments = []
+        for name, value in values.items():
+            a = pb.Assignment(name=name, value=value)
+            if expected and name in expected:
+                a.expected_version = expected[name]
+            assignments.append(a)
+        reply = self._call(self._stub.SetVariables, pb.SetVariablesRequest(assignments=assignments))
+        return [convert.event_from_proto(c) for c in reply.changes]
+
+    def fire(self, name: str) -> ChangeEvent:
+        reply = self._call(self._stub.FireTrigger, pb.FireTriggerRequest(name=name))
+        return convert.event_from_proto(reply.change)
+
+    def history(self, *, since: int = 0, limit: int = 0,
+                patterns: Sequence[str] = ()) -> list[ChangeEvent]:
+        """Journal records with version > ``since`` (the newest ``limit`` if given)."""
+        reply = self._call(self._stub.GetHistory, pb.GetHistoryRequest(
+            since_version=since, limit=limit, patterns=list(patterns)))
+        return [convert.event_from_proto(c) for c in reply.changes]
+
+    def watch(self, patterns: Sequence[str] = (), *,
+              timeout: float | None = None) -> Iterator[WatchItem]:
+        """Stream a snapshot, then every change; ``lagged`` items announce a resync."""
+        stream = self._stub.Watch(pb.WatchRequest(patterns=list(patterns)), timeout=timeout,
+                                  metadata=self._metadata)
+        received = False
+        try:
+            for message in stream:
+                received = True
+                kind = message.WhichOneof("event")
+                if kind == "snapshot":
+                    s = message.snapshot
+                    yield WatchItem(snapshot=_run_state(s.run, s.variables, s.triggers))
+                elif kind == "change":
+                    yield WatchItem(change=convert.event_from_proto(message.change))
+                elif kind == "lagged":
+                    yield WatchItem(lagged=message.lagged.message)
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.CANCELLED or (
+                    received and exc.code() is grpc.StatusCode.UNAVAILABLE):
+                return  # we cancelled, or the run stopped after the stream was established
+            raise self._error(exc) from None
+        finally:
+            stream.cancel()
+
+    def health(self) -> bool:
+        """True if the server reports SERVING (the health service needs no token)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout)
+        except grpc.RpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resolve_address(address: str | None = None, run: str | None = None) -> tuple[str, bool]:
+    """Where to connect and whether the run serves TLS, in this order: ``address``, the run
+    called ``run``, ``$LIVETUNE_ADDR``, the only live run on this machine, the default."""
+    if address:
+        return address, False
+    if run:
+        record = discovery.find_run(run)
+        return record.address, record.tls
+    if os.environ.get("LIVETUNE_ADDR"):
+        return os.environ["LIVETUNE_ADDR"], False
+    runs = discovery.list_runs()
+    if len(runs) == 1:
+        return runs[0].address, runs[0].tls
+    if len(runs) > 1:
+        discovery.find_run(None)  # raises, naming the runs to choose from
+    return DEFAULT_ADDRESS, False
+
+
+def connect(address: str | None = None, *, run: str | None = None, token: str | None = None,
+            tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0) -> Client:
+    """A :class:`Client` for ``address``, or for the run named ``run`` (see resolve_address)."""
+    target, tls = resolve_address(address, run)
+    if tls and tls_ca is None:
+        tls_ca = os.environ.get("LIVETUNE_CACERT") or None
+        if tls_ca is None:
+            raise LiveTuneError(f"{target} serves TLS: pass the CA certificate (--cacert)")
+    return Client(target, token=token, tls_ca=tls_ca, timeout=timeout)

@@ -1,0 +1,647 @@
+"""The registry: named live variables and triggers of one process. Pure Python, no network.
+
+This is the paper's "dictionary thread" without the thread: one object owns every
+:class:`LiveVariable` and :class:`LiveTrigger` of a process. Writers (the gRPC server thread, or
+the program itself) go through :meth:`Registry.set` and :meth:`Registry.fire`, which validate,
+journal, then publish under one writer lock. Readers in the training loop never lock:
+``var.value`` is a plain attribute that a writer replaces with a new immutable value, and
+``registry.version`` is a plain int a loop can compare once per step.
+
+Example::
+
+    >>> import livetune_rl as lt
+    >>> reg = lt.Registry()
+    >>> lr = lt.LiveVariable("learning_rate", 3e-4, min=1e-7, max=1.0, registry=reg)
+    >>> save = lt.LiveTrigger("checkpoint", registry=reg)
+    >>> _ = reg.set({"learning_rate": "1e-4"}, source="example")
+    >>> lr.value, lr.version
+    (0.0001, 1)
+    >>> _ = reg.fire("checkpoint")
+    >>> save.fired(), save.fired()
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .journal import ChangeEvent, Journal
+from .values import (
+    Check,
+    DuplicateNameError,
+    InvalidValueError,
+    LiveTuneError,
+    Spec,
+    UnknownNameError,
+    Value,
+    VarType,
+    VersionConflictError,
+    validate_name,
+)
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[ChangeEvent], None]
+
+
+class LiveVariable:
+    """A typed, named, bounded value that can be changed while the program runs.
+
+    Read it with ``var.value``: a plain attribute load, safe from any thread without a lock.
+    Change it remotely (``livetune set NAME VALUE``) or locally with :meth:`set`.
+
+    Args:
+        name: dotted identifier, unique in its registry (``"reward.hungry"``).
+        default: initial value; its type (float, int, bool or str) is the variable's type.
+        min, max: inclusive bounds (float and int only).
+        choices: the only values allowed.
+        help: one line shown by ``livetune ls``.
+        check: extra rule, ``value -> None`` if fine else the reason it is refused.
+        deferred: the training loop applies this knob at a safe point and reports it with
+            :meth:`mark_applied`; until then ``livetune ls`` shows it as pending.
+        registry: the registry to join (default: the process-wide one).
+
+    Example::
+
+        >>> hungry = LiveVariable("reward.hungry", -1.0, min=-10, max=10, registry=Registry())
+        >>> hungry.value
+        -1.0
+    """
+
+    def __init__(
+        self,
+        name: str,
+        default: Value,
+        *,
+        min: float | int | None = None,
+        max: float | int | None = None,
+        choices: Sequence[Value] | None = None,
+        help: str = "",
+        check: Check | None = None,
+        deferred: bool = False,
+        registry: Registry | None = None,
+    ) -> None:
+        self.name = validate_name(name)
+        self.spec = Spec.for_default(default, min=min, max=max, choices=choices, check=check,
+                                     name=name)
+        self.default: Value = self.spec.accept(name, default)
+        self.help = help
+        self.deferred = deferred
+        # Published state: replaced (never mutated) by the registry under its writer lock.
+        self.value: Value = self.default
+        self.version = 0
+        self.changed_at = time.time()
+        self.source = "default"
+        self.step: int | None = None
+        self.applied_version = 0
+        self.applied_step: int | None = None
+        self._seen_version = 0
+        self.registry = registry if registry is not None else default_registry()
+        self.registry._register(self)
+
+    @property
+    def type(self) -> VarType:
+        return self.spec.type
+
+    @property
+    def pending(self) -> bool:
+        """True while a deferred knob has a set the training loop has not applied yet."""
+        return self.deferred and self.applied_version < self.version
+
+    def changed_since(self, version: int) -> bool:
+        """True if the variable was set after ``version`` (compare with :attr:`version`)."""
+        return self.version > version
+
+    def changed(self) -> bool:
+        """True once after each change seen by this reader (single-reader convenience)."""
+        if self.version != self._seen_version:
+            self._seen_version = self.version
+            return True
+        return False
+
+    def set(self, value: object, *, source: str = "local") -> ChangeEvent:
+        """Validate, journal and publish a new value (same path as a remote set)."""
+        return self.registry.set({self.name: value}, source=source)[0]
+
+    def mark_applied(self, *, step: int | None = None, version: int | None = None,
+                     **data: Any) -> ChangeEvent | None:
+        """Record that the training loop applied the value (see Registry.mark_applied)."""
+        return self.registry.mark_applied(self.name, step=step, version=version,
+                                          data=data or None)
+
+    def __repr__(self) -> str:
+        return f"LiveVariable({self.name!r}, value={self.value!r}, version={self.version})"
+
+
+class LiveTrigger:
+    """A one-shot flag: :meth:`fired` is True once for every fire, none is ever lost.
+
+    Example::
+
+        >>> reg = Registry()
+        >>> stop = LiveTrigger("stop", help="end training gracefully", registry=reg)
+        >>> _ = reg.fire("stop"); _ = reg.fire("stop")
+        >>> stop.pending, stop.fired(), stop.fired(), stop.fired()
+        (2, True, True, False)
+    """
+
+    def __init__(self, name: str, help: str = "", *, registry: Registry | None = None) -> None:
+        self.name = validate_name(name)
+        self.help = help
+        self.fires = 0  # written by the registry under its lock
+        self.handled = 0  # written by the reader only
+        self.version = 0
+        self.last_fired: float | None = None
+        self.source = ""
+        self.registry = registry if registry is not None else default_registry()
+        self.registry._register(self)
+
+    @property
+    def pending(self) -> int:
+        """Fires not yet consumed by :meth:`fired`."""
+        return self.fires - self.handled
+
+    def fired(self, *, step: int | None = None) -> bool:
+        """Consume one fire: True once per fire. Journals an ``applied`` record when True."""
+        if self.handled >= self.fires:
+            return False
+        self.handled += 1
+        self.registry._record_handled(self, step)
+        return True
+
+    def __repr__(self) -> str:
+        return f"LiveTrigger({self.name!r}, fires={self.fires}, pending={self.pending})"
+
+
+@dataclass(frozen=True)
+class VariableState:
+    """An immutable copy of a variable's published state (for listings and snapshots)."""
+
+    name: str
+    type: VarType
+    value: Value
+    default: Value
+    min: Value | None
+    max: Value | None
+    choices: tuple[Value, ...]
+    help: str
+    version: int
+    changed_at: float
+    source: str
+    step: int | None
+    deferred: bool
+    applied_version: int
+    applied_step: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.deferred and self.applied_version < self.version
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    """An immutable copy of a trigger's state."""
+
+    name: str
+    help: str
+    fires: int
+    handled: int
+    version: int
+    last_fired: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """A consistent snapshot of a registry, taken under its writer lock."""
+
+    version: int
+    step: int | None
+    variables: tuple[VariableState, ...]
+    triggers: tuple[TriggerState, ...]
+
+    def values(self) -> dict[str, Value]:
+        return {v.name: v.value for v in self.variables}
+
+
+class WatcherLagged(LiveTuneError):
+    """A :class:`Watcher` fell more than ``maxsize`` events behind; take a new snapshot."""
+
+
+class Subscription:
+    """Handle returned by :meth:`Registry.subscribe`; ``close()`` unsubscribes."""
+
+    def __init__(self, registry: Registry, callback: Subscriber,
+                 snapshot: RegistryState | None) -> None:
+        self._registry = registry
+        self.callback = callback
+        self.snapshot = snapshot
+
+    def close(self) -> None:
+        self._registry._unsubscribe(self.callback)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Watcher:
+    """Iterator over change events with a bounded buffer (see :meth:`Registry.watch`).
+
+    If the consumer falls ``maxsize`` events behind, iteration raises :class:`WatcherLagged`
+    instead of silently skipping events.
+    """
+
+    def __init__(self, registry: Registry, maxsize: int) -> None:
+        self._queue: queue.Queue[ChangeEvent | None] = queue.Queue(maxsize)
+        self.lagged = False
+        self._closed = False
+        self._sub = registry.subscribe(self._push, snapshot=True)
+        self.snapshot = self._sub.snapshot
+
+    def _push(self, event: ChangeEvent) -> None:
+        if self.lagged:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.lagged = True
+
+    def get(self, timeout: float | None = None) -> ChangeEvent | None:
+        """Next event, or None after ``timeout`` seconds or once closed."""
+        if self.lagged and self._queue.empty():
+            raise WatcherLagged("watcher fell behind; events were dropped: watch again")
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __iter__(self) -> Iterator[ChangeEvent]:
+        while not self._closed:
+            event = self.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._closed = True
+        self._sub.close()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Registry:
+    """All live variables and triggers of a process, their versions, journal and subscribers.
+
+    Most programs use the process-wide registry (:func:`default_registry`), which
+    ``LiveVariable(...)`` joins by default; tests and libraries can create their own.
+
+    Attributes read without a lock by the training loop:
+        version: increases by one with every journal record (set, fire, applied, event).
+        step: the training step last reported by the loop (``registry.step = n``); stamped on
+            every record so the journal says at which step a change arrived or was applied.
+    """
+
+    def __init__(self, *, journal: Journal | str | os.PathLike[str] | None = None) -> None:
+        self._lock = threading.RLock()
+        self._notifying = False
+        self._vars: dict[str, LiveVariable] = {}
+        self._triggers: dict[str, LiveTrigger] = {}
+        self._subscribers: list[Subscriber] = []
+        self.version = 0
+        self.step: int | None = None
+        self.journal: Journal | None = None
+        if journal is not None:
+            self.attach_journal(journal)
+
+    # ----------------------------------------------------------------- membership
+    def _register(self, item: LiveVariable | LiveTrigger) -> None:
+        with self._lock:
+            if item.name in self._vars or item.name in self._triggers:
+                raise DuplicateNameError(
+                    f"{item.name!r} is already registered in this registry; names must be "
+                    "unique (use Registry.remove first to replace it)"
+                )
+            if isinstance(item, LiveVariable):
+                self._vars[item.name] = item
+            else:
+                self._triggers[item.name] = item
+
+    def remove(self, name: str) -> None:
+        """Forget a variable or trigger (its journal records stay)."""
+        with self._lock:
+            if self._vars.pop(name, None) is None and self._triggers.pop(name, None) is None:
+                raise UnknownNameError(name, self.names())
+
+    def names(self) -> list[str]:
+        return sorted([*self._vars, *self._triggers])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._vars or name in self._triggers
+
+    def variable(self, name: str) -> LiveVariable:
+        """The variable called ``name``; :class:`UnknownNameError` with suggestions if none."""
+        try:
+            return self._vars[name]
+        except KeyError:
+            what = "variable" if name not in self._triggers else "variable (it is a trigger)"
+            raise UnknownNameError(name, self._vars, what) from None
+
+    def trigger(self, name: str) -> LiveTrigger:
+        try:
+            return self._triggers[name]
+        except KeyError:
+            what = "trigger" if name not in self._vars else "trigger (it is a variable)"
+            raise UnknownNameError(name, self._triggers, what) from None
+
+    def variables(self) -> list[LiveVariable]:
+        return [self._vars[n] for n in sorted(self._vars)]
+
+    def triggers(self) -> list[LiveTrigger]:
+        return [self._triggers[n] for n in sorted(self._triggers)]
+
+    # ----------------------------------------------------------------- writes
+    def set(
+        self,
+        changes: Mapping[str, object] | Iterable[tuple[str, object]],
+        *,
+        expected: Mapping[str, int] | None = None,
+        source: str = "local",
+    ) -> list[ChangeEvent]:
+        """Validate, journal and publish one or several new values, atomically.
+
+        Either every change is accepted (journaled, flushed, then published, in that order)
+        or none is: a bad value raises :class:`InvalidValueError`, an unknown name
+        :class:`UnknownNameError`, a version mismatch :class:`VersionConflictError`, a journal
+        write failure ``OSError``, and nothing changes.
+
+        Args:
+            changes: ``{name: value}``; values may be Python values or text ("1e-4").
+            expected: optional ``{name: version}`` for compare-and-set.
+            source: who asked (a peer address, "local", ...), journaled.
+        """
+        items = list(changes.items() if isinstance(changes, Mapping) else changes)
+        if not items:
+            raise InvalidValueError("nothing to set")
+        with self._lock:
+            self._check_writable()
+            accepted: list[tuple[LiveVariable, Value]] = []
+            for name, raw in items:
+                var = self.variable(name)
+                if any(var is seen for seen, _ in accepted):
+                    raise InvalidValueError(f"{name}: set twice in one request")
+                value = var.spec.accept(name, raw)
+                want = (expected or {}).get(name)
+                if want is not None and want != var.version:
+                    raise VersionConflictError(
+                        f"{name}: expected version {want}, but it is at version {var.version}"
+                    )
+                accepted.append((var, value))
+            now = time.time()
+            events = [
+                ChangeEvent(self.version + i, now, "set", var.name, var.value, value, source,
+                            self.step)
+                for i, (var, value) in enumerate(accepted, 1)
+            ]
+            self._write(events)
+            for (var, _), event in zip(accepted, events, strict=False):
+                var.value = event.new  # the publish: one attribute store per variable
+                var.version = event.v
+                var.changed_at = now
+                var.source = source
+                var.step = event.step
+            self._publish(events)
+        return events
+
+    def fire(self, name: str, *, source: str = "local") -> ChangeEvent:
+        """Fire a trigger: journaled, then counted, so the training loop sees it once."""
+        with self._lock:
+            self._check_writable()
+            trig = self.trigger(name)
+            event = ChangeEvent(self.version + 1, time.time(), "fire", name, None,
+                                trig.fires + 1, source, self.step)
+            self._write([event])
+            trig.fires += 1
+            trig.version = event.v
+            trig.last_fired = event.t
+            trig.source = source
+            self._publish([event])
+        return event
+
+    def mark_applied(
+        self,
+        name: str,
+        *,
+        step: int | None = None,
+        version: int | None = None,
+        value: Value | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> ChangeEvent | None:
+        """Record that the training loop applied variable ``name`` at its safe point.
+
+        Journals an ``applied`` record carrying the version of the set it applies and the
+        training step; returns None (and writes nothing) if that version was already applied.
+
+        Args:
+            version: the version the loop read *before* reading the value it applied (default:
+                the current one). Reading version first, then value, means a set racing with
+                the apply is applied again at the next safe point, never lost.
+            value: the value really in effect, when it differs from ``var.value``.
+        """
+        with self._lock:
+            self._check_writable()
+            var = self.variable(name)
+            version = var.version if version is None else min(int(version), var.version)
+            if var.applied_version >= version:
+                return None
+            step = self.step if step is None else step
+            event = ChangeEvent(self.version + 1, time.time(), "applied", name, None,
+                                var.value if value is None else value, "training", step,
+                                version, _jsonable(data or {}))
+            self._write([event])
+            var.applied_version = version
+            var.applied_step = step
+            self._publish([event])
+        return event
+
+    def record_event(
+        self, name: str, data: Mapping[str, Any], *, step: int | None = None,
+        source: str = "training",
+    ) -> ChangeEvent:
+        """Journal and stream something the training loop reports (``evaluate`` results...)."""
+        validate_name(name)
+        with self._lock:
+            self._check_writable()
+            event = ChangeEvent(self.version + 1, time.time(), "event", name, None, None,
+                                source, self.step if step is None else step, None,
+                                _jsonable(data))
+            self._write([event])
+            self._publish([event])
+        return event
+
+    def _record_handled(self, trig: LiveTrigger, step: int | None) -> None:
+        with self._lock:
+            step = self.step if step is None else step
+            event = ChangeEvent(self.version + 1, time.time(), "applied", trig.name, None,
+                                trig.handled, "training", step, trig.version)
+            try:
+                self._write([event])
+            except OSError:
+                return  # the fire itself is journaled; never break the training loop here
+            self._publish([event])
+
+    def _check_writable(self) -> None:
+        if self._notifying:
+            raise LiveTuneError(
+                "a subscriber callback cannot change the registry; use watch() and act outside"
+            )
+
+    def _write(self, events: list[ChangeEvent]) -> None:
+        if self.journal is not None:
+            self.journal.append(events)
+
+    def _publish(self, events: list[ChangeEvent]) -> None:
+        self.version = events[-1].v
+        self._notifying = True
+        try:
+            for event in events:
+                for callback in list(self._subscribers):
+                    try:
+                        callback(event)
+                    except Exception:  # a broken subscriber must not break a set
+                        log.exception("subscriber failed; removed")
+                        self._unsubscribe(callback)
+        finally:
+            self._notifying = False
+
+    # ----------------------------------------------------------------- journal
+    def attach_journal(
+        self, journal: Journal | str | os.PathLike[str], *, data: Mapping[str, Any] | None = None
+    ) -> Journal:
+        """Start journaling to ``journal`` (a path or :class:`Journal`) with a ``start`` record
+        holding the values in effect, so the journal alone tells the whole history."""
+        with self._lock:
+            if not isinstance(journal, Journal):
+                journal = Journal(Path(journal))
+            if self.journal is not None and self.journal is not journal:
+                self.journal.close()
+            self.journal = journal
+            record = {"values": self.state().values(), "pid": os.getpid(), **(data or {})}
+            event = ChangeEvent(self.version + 1, time.time(), "start", "", None, None, "local",
+                                self.step, None, record)
+            self._write([event])
+            self._publish([event])
+        return journal
+
+    def continue_versions(self, version: int) -> None:
+        """Continue the version sequence of an earlier run (resume): next record is version+1."""
+        with self._lock:
+            self.version = max(self.version, int(version))
+
+    # ----------------------------------------------------------------- reads
+    def state(self, patterns: Sequence[str] = ()) -> RegistryState:
+        """A consistent snapshot of every variable and trigger (optionally glob-filtered)."""
+
+        def wanted(name: str) -> bool:
+            return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+        with self._lock:
+            variables = tuple(
+                VariableState(v.name, v.type, v.value, v.default, v.spec.min, v.spec.max,
+                              v.spec.choices, v.help, v.version, v.changed_at, v.source, v.step,
+                              v.deferred, v.applied_version, v.applied_step)
+                for v in self.variables() if wanted(v.name)
+            )
+            triggers = tuple(
+                TriggerState(t.name, t.help, t.fires, t.handled, t.version, t.last_fired,
+                             t.source)
+                for t in self.triggers() if wanted(t.name)
+            )
+            return RegistryState(self.version, self.step, variables, triggers)
+
+    def values(self) -> dict[str, Value]:
+        """``{name: value}`` of every variable."""
+        return {v.name: v.value for v in self.variables()}
+
+    # ----------------------------------------------------------------- subscribers
+    def subscribe(self, callback: Subscriber, *, snapshot: bool = False) -> Subscription:
+        """Call ``callback(event)`` for every future change, in version order.
+
+        Callbacks run on the writer's thread while it holds the writer lock: keep them quick
+        and never change the registry from one (hand events to a queue instead, as
+        :meth:`watch` does). With ``snapshot=True`` the subscription carries a
+        :class:`RegistryState` taken atomically with subscribing: no gap, no duplicate.
+        """
+        with self._lock:
+            self._subscribers.append(callback)
+            snap = self.state() if snapshot else None
+        return Subscription(self, callback, snap)
+
+    def _unsubscribe(self, callback: Subscriber) -> None:
+        with self._lock:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+    def watch(self, maxsize: int = 1024) -> Watcher:
+        """A blocking iterator of change events (``watcher.snapshot`` holds the state before).
+
+        Example::
+
+            >>> reg = Registry(); x = LiveVariable("x", 1, registry=reg)
+            >>> with reg.watch() as w:
+            ...     _ = reg.set({"x": 2})
+            ...     w.get(timeout=1).new
+            2
+        """
+        return Watcher(self, maxsize)
+
+
+def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of ``data`` (numpy scalars become numbers, NaN becomes None)."""
+
+    def fix(obj: Any) -> Any:
+        if isinstance(obj, Mapping):
+            return {str(k): fix(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [fix(v) for v in obj]
+        if isinstance(obj, float):
+            return obj if math.isfinite(obj) else None
+        if obj is None or isinstance(obj, (bool, int, str)):
+            return obj
+        if hasattr(obj, "item"):  # numpy / torch scalars
+            return fix(obj.item())
+        return str(obj)
+
+    return fix(data)
+
+
+_default_lock = threading.Lock()
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry that ``LiveVariable`` and ``serve`` use by default."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Registry()
+        return _default

@@ -1,0 +1,535 @@
+"""Serve a :class:`~livetune_rl.registry.Registry` over gRPC on one address per process.
+
+The servicer is a thin adapter: it turns requests into registry calls and registry errors into
+gRPC status codes. It runs on an asyncio gRPC server in one daemon thread, so an idle control
+plane costs the training thread nothing and a hundred watchers cost no thread each.
+
+Example::
+
+    >>> import livetune_rl as lt
+    >>> lr = lt.LiveVariable("learning_rate", 3e-4, min=1e-7, max=1.0)   # doctest: +SKIP
+    >>> with lt.serve(run="demo") as server:                               # doctest: +SKIP
+    ...     print(server.address)
+    127.0.0.1:50051
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import fnmatch
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import convert, discovery
+from ._proto.livetune.v1 import livetune_pb2 as pb
+from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
+from .journal import ChangeEvent, read_journal
+from .registry import Registry, default_registry
+from .values import (
+    InvalidNameError,
+    InvalidValueError,
+    LiveTuneError,
+    UnknownNameError,
+    VersionConflictError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LiveTune"].full_name
+MAX_REQUEST_BYTES = 1 << 20
+HISTORY_PAGE = 10_000
+CLIENT_METADATA = "x-livetune-client"
+_RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+class ServeError(LiveTuneError):
+    """The server could not start (address in use, unsafe bind without a token, bad TLS)."""
+
+
+def _status_of(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, (InvalidValueError, InvalidNameError)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, UnknownNameError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, VersionConflictError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, LiveTuneError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INTERNAL
+
+
+def _source(context: grpc.aio.ServicerContext) -> str:
+    peer = context.peer() or "unknown"
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_METADATA and isinstance(value, str):
+            return f"{value[:64]} {peer}"
+    return peer
+
+
+class LiveTuneServicer(pb_grpc.LiveTuneServicer):
+    """The ``livetune.v1.LiveTune`` service over one registry."""
+
+    def __init__(self, registry: Registry, run: pb.RunInfo, *, max_watchers: int = 256,
+                 watch_buffer: int = 4096) -> None:
+        self.registry = registry
+        self.run = run
+        self.max_watchers = max_watchers
+        self.watch_buffer = watch_buffer
+        self.watchers = 0
+
+    def _run_info(self, version: int, step: int | None) -> pb.RunInfo:
+        info = pb.RunInfo()
+        info.CopyFrom(self.run)
+        info.version = version
+        if step is not None:
+            info.step = step
+        return info
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        code = _status_of(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            if isinstance(exc, OSError):
+                message = f"journal write failed, nothing was changed: {exc}"
+            else:
+                log.exception("internal error in livetune server")
+                message = f"internal error: {type(exc).__name__}: {exc}"
+        else:
+            message = str(exc)
+        await context.abort(code, message)
+
+    async def ListVariables(self, request: pb.ListVariablesRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListVariablesResponse:
+        state = self.registry.state(list(request.patterns))
+        return pb.ListVariablesResponse(
+            run=self._run_info(state.version, state.step),
+            variables=[convert.variable_to_proto(v) for v in state.variables],
+            triggers=[convert.trigger_to_proto(t) for t in state.triggers],
+        )
+
+    async def GetVariable(self, request: pb.GetVariableRequest,
+                          context: grpc.aio.ServicerContext) -> pb.Variable:
+        try:
+            self.registry.variable(request.name)
+            state = self.registry.state([request.name])
+            return convert.variable_to_proto(state.variables[0])
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise  # unreachable: abort raises
+
+    async def SetVariables(self, request: pb.SetVariablesRequest,
+                           context: grpc.aio.ServicerContext) -> pb.SetVariablesResponse:
+        try:
+            if not request.assignments:
+                raise InvalidValueError("no assignments given")
+            changes: list[tuple[str, object]] = []
+            expected: dict[str, int] = {}
+            for a in request.assignments:
+                var = self.registry.variable(a.name)
+                changes.append((a.name, convert.request_value(a.value, var.type, a.name)))
+                if a.HasField("expected_version"):
+                    expected[a.name] = a.expected_version
+            events = self.registry.set(changes, expected=expected, source=_source(context))
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise
+        return pb.SetVariablesResponse(changes=[convert.event_to_proto(e) for e in events])
+
+    async def FireTrigger(self, request: pb.FireTriggerRequest,
+                          context: grpc.aio.ServicerContext) -> pb.FireTriggerResponse:
+        try:
+            event = self.registry.fire(request.name, source=_source(context))
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise
+        return pb.FireTriggerResponse(change=convert.event_to_proto(event))
+
+    async def GetHistory(self, request: pb.GetHistoryRequest,
+                         context: grpc.aio.ServicerContext) -> pb.GetHistoryResponse:
+        journal = self.registry.journal
+        if journal is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this run keeps no journal (started with journal=False)")
+        patterns = list(request.patterns)
+        events = [
+            e for e in await asyncio.to_thread(read_journal, journal.path)
+            if e.v > request.since_version
+            and (not patterns or any(fnmatch.fnmatchcase(e.name, p) for p in patterns))
+        ]
+        limit = min(request.limit or HISTORY_PAGE, HISTORY_PAGE)
+        return pb.GetHistoryResponse(
+            changes=[convert.event_to_proto(e) for e in events[-limit:]],
+            truncated=len(events) > limit,
+        )
+
+    async def Watch(self, request: pb.WatchRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchResponse]:
+        if self.watchers >= self.max_watchers:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many watchers (limit {self.max_watchers})")
+        self.watchers += 1
+        try:
+            async for message in self._watch(list(request.patterns)):
+                yield message
+        finally:
+            self.watchers -= 1
+
+    async def _watch(self, patterns: list[str]) -> AsyncIterator[pb.WatchResponse]:
+        loop = asyncio.get_running_loop()
+        lagged = object()
+
+        def wanted(name: str) -> bool:
+            return not patterns or not name or any(fnmatch.fnmatchcase(name, p)
+                                                   for p in patterns)
+
+        while True:  # one pass per snapshot; a watcher that lags resyncs from a new one
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            lock = threading.Lock()
+            buffered = [0, 0]  # events waiting, events dropped
+
+            def push(event: ChangeEvent, queue: asyncio.Queue[Any] = queue,
+                     lock: threading.Lock = lock, buffered: list[int] = buffered) -> None:
+                with lock:
+                    if buffered[1]:
+                        buffered[1] += 1
+                        return
+                    if buffered[0] >= self.watch_buffer:
+                        buffered[1] = 1
+                        item: Any = lagged
+                    else:
+                        buffered[0] += 1
+                        item = event
+                with contextlib.suppress(RuntimeError):  # loop closed: server stopping
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            subscription = self.registry.subscribe(push, snapshot=True)
+            try:
+                state = subscription.snapshot
+                assert state is not None
+                yield pb.WatchResponse(snapshot=pb.Snapshot(
+                    run=self._run_info(state.version, state.step),
+                    variables=[convert.variable_to_proto(v) for v in state.variables
+                               if wanted(v.name)],
+                    triggers=[convert.trigger_to_proto(t) for t in state.triggers
+                              if wanted(t.name)],
+                ))
+                while True:
+                    item = await queue.get()
+                    if item is lagged:
+                        with lock:
+                            dropped = buffered[1] + buffered[0]
+                        yield pb.WatchResponse(lagged=pb.Lagged(
+                            dropped=dropped,
+                            message=f"watcher fell {self.watch_buffer} events behind; "
+                                    "events were dropped, a fresh snapshot follows",
+                        ))
+                        break
+                    with lock:
+                        buffered[0] -= 1
+                    if wanted(item.name):
+                        yield pb.WatchResponse(change=convert.event_to_proto(item))
+            finally:
+                subscription.close()
+
+
+def _deny(handler: grpc.RpcMethodHandler | None, message: str) -> grpc.RpcMethodHandler | None:
+    if handler is None:
+        return None
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield None  # pragma: no cover - abort raises
+
+    kwargs = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary, **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Require ``authorization: Bearer <token>`` on every RPC but the health service.
+
+    The token is compared in constant time and never logged.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if details.method.startswith("/grpc.health.v1.Health/"):
+            return handler
+        given = b""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else bytes(value)
+        if hmac.compare_digest(given, self._expected):
+            return handler
+        reason = "missing" if not given else "wrong"
+        return _deny(handler, f"{reason} token: send metadata 'authorization: Bearer <token>' "
+                              "(livetune --token or LIVETUNE_TOKEN)")
+
+
+def is_loopback(address: str) -> bool:
+    """True for ``unix:`` addresses and hosts on the loopback interface only."""
+    if address.startswith("unix:") or address.startswith("unix-abstract:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_taken(address: str) -> bool:
+    """Cheap probe so the default port's fallback does not make gRPC log a bind error."""
+    if address.startswith("unix"):
+        return False
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError:
+            return True
+    return False
+
+
+def _default_journal_path(run: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return discovery.state_home() / "journals" / f"{run}-{stamp}-{os.getpid()}.jsonl"
+
+
+class Server:
+    """A running livetune gRPC server. Create it with :func:`serve`.
+
+    Attributes:
+        address: the address clients use (the real port when a free one was picked).
+        run: the run name. registry: the served registry. journal_path: its journal.
+    """
+
+    def __init__(self, registry: Registry, run: str) -> None:
+        self.registry = registry
+        self.run = run
+        self.address = ""
+        self.journal_path: Path | None = None
+        self.record_path: Path | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name=f"livetune-server-{run}", daemon=True)
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._stopped = threading.Event()
+
+    def _call(self, coro: Awaitable[Any], timeout: float | None = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop serving (in-flight calls get ``grace`` seconds), remove the discovery record."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.record_path is not None:
+            discovery.remove_record(self.record_path)
+        if self._server is not None and self._loop.is_running():
+            async def shutdown() -> None:
+                if self._health is not None:
+                    await self._health.enter_graceful_shutdown()
+                assert self._server is not None
+                await self._server.stop(grace)
+
+            with contextlib.suppress(Exception):
+                self._call(shutdown(), timeout=(grace or 0) + 5)
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped (or ``timeout``); True if stopped."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Server(run={self.run!r}, address={self.address!r})"
+
+
+def serve(
+    address: str | None = None,
+    *,
+    run: str | None = None,
+    token: str | None = None,
+    registry: Registry | None = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
+    insecure: bool = False,
+    journal: str | os.PathLike[str] | bool | None = None,
+    discoverable: bool = True,
+    max_watchers: int = 256,
+    quiet: bool = False,
+) -> Server:
+    """Serve ``registry`` (default: the process-wide one) on one gRPC address.
+
+    Args:
+        address: ``host:port`` or ``unix:/path``. Default ``127.0.0.1:50051``; when that port
+            is taken a free port is picked and said. An explicit address in use is an error.
+        run: run name shown by ``livetune runs`` (default: the script's name).
+        token: require ``authorization: Bearer <token>`` (default ``$LIVETUNE_TOKEN``).
+            A non-loopback bind refuses to start without one unless ``insecure=True``.
+        tls_cert, tls_key: PEM files to serve TLS.
+        journal: journal path; None picks one under the per-user state directory, False keeps
+            none. Ignored when the registry already journals (``livetune train`` sets one).
+        discoverable: write the discovery record ``livetune runs`` reads.
+        quiet: do not print the start line (it is logged either way).
+
+    Returns:
+        A started :class:`Server`; ``server.stop()`` or ``with serve(...):`` stops it.
+    """
+    registry = registry if registry is not None else default_registry()
+    if run is None:
+        run = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(sys.argv[0] or "").stem).lstrip("_.-")
+        run = run[:64] or "livetune"
+    if not _RUN_NAME.match(run):
+        raise ServeError(f"invalid run name {run!r}")
+    token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
+    explicit = address is not None
+    address = address or DEFAULT_ADDRESS
+    if not is_loopback(address) and not token and not insecure:
+        raise ServeError(
+            f"refusing to serve on non-loopback address {address} without a token: anyone who "
+            "can reach it could change this run. Pass token=... (or --token), or insecure=True "
+            "if the network is trusted."
+        )
+    if bool(tls_cert) != bool(tls_key):
+        raise ServeError("TLS needs both tls_cert and tls_key")
+
+    if registry.journal is None and journal is not False:
+        path = _default_journal_path(run) if journal in (None, True) else Path(journal)  # type: ignore[arg-type]
+        registry.attach_journal(path, data={"run": run})
+    server = Server(registry, run)
+    server.journal_path = registry.journal.path if registry.journal is not None else None
+
+    started = time.time()
+    run_info = pb.RunInfo(run=run, pid=os.getpid(), started=convert.timestamp(started),
+                          journal=str(server.journal_path or ""))
+    servicer = LiveTuneServicer(registry, run_info, max_watchers=max_watchers)
+    credentials = None
+    if tls_cert and tls_key:
+        try:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())])
+        except OSError as exc:
+            raise ServeError(f"cannot read TLS files: {exc}") from None
+
+    notes: list[str] = []
+
+    async def start() -> str:
+        interceptors = [TokenAuthInterceptor(token)] if token else []
+        grpc_server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.so_reuseport", 0),  # never share a port with another run
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_concurrent_streams", max_watchers + 64),
+            ],
+        )
+        pb_grpc.add_LiveTuneServicer_to_server(servicer, grpc_server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            grpc_server,
+        )
+        def bind(target: str) -> int:
+            try:
+                if credentials is not None:
+                    return grpc_server.add_secure_port(target, credentials)
+                return grpc_server.add_insecure_port(target)
+            except RuntimeError:
+                return 0
+
+        bound = address
+        port = 0 if not explicit and _port_taken(address) else bind(address)
+        if port == 0 and not explicit and not address.startswith("unix"):
+            bound = address.rsplit(":", 1)[0] + ":0"
+            port = bind(bound)
+            notes.append(f"port {address.rsplit(':', 1)[1]} is in use, picked a free one; ")
+        if port == 0 and not bound.startswith("unix"):
+            raise ServeError(f"cannot bind {address}: address in use or not available "
+                             "(is another run using it? omit the address to pick a free port)")
+        await grpc_server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        server._server = grpc_server
+        server._health = health_servicer
+        if bound.startswith("unix:"):
+            with contextlib.suppress(OSError):
+                os.chmod(bound[len("unix:"):], 0o600)
+            return bound
+        return f"{bound.rsplit(':', 1)[0]}:{port}"
+
+    server._thread.start()
+    try:
+        server.address = server._call(start())
+    except BaseException:
+        server.stop(grace=0)
+        raise
+    run_info.address = server.address
+    if discoverable:
+        try:
+            server.record_path = discovery.write_record(discovery.RunRecord(
+                run=run, address=server.address, pid=os.getpid(), started=started,
+                journal=str(server.journal_path or ""), token_required=bool(token),
+                tls=credentials is not None,
+                pid_start_ticks=discovery.process_start_ticks(os.getpid()),
+            ))
+        except OSError as exc:
+            log.warning("livetune: cannot write the discovery record (%s); `livetune runs` "
+                        "will not list this run, use --addr %s", exc, server.address)
+    atexit.register(server.stop)
+    line = (f"livetune: {''.join(notes)}run {run!r} serving on {server.address} (pid {os.getpid()}"
+            f"{', token required' if token else ''}{', TLS' if credentials else ''})")
+    log.info(line)
+    if not quiet:
+        print(line, file=sys.stderr, flush=True)
+    return server

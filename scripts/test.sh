@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run the whole test suite (lint, then pytest) in the project's venv, creating it if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh
+VENV="${LIVETUNE_VENV:-.venv}"
+"$VENV/bin/ruff" check .
+# Discovery records and default journals of test runs stay out of the user's own directory.
+export LIVETUNE_HOME="${LIVETUNE_HOME:-$(mktemp -d)}"
+exec "$VENV/bin/python" -m pytest -q "$@"
