@@ -341,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default=None, help="address to serve on")
     p.add_argument("--run-name", default="demo")
     p.set_defaults(func=cmd_demo)
+
+    from .train import add_parser as add_train  # argparse only: no torch/SB3 imported
+
+    add_train(sub)
     return parser
 
 

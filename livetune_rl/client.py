@@ -102,8 +102,9 @@ class Client:
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
         details = (exc.details() if hasattr(exc, "details") else "") or str(code)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            details = (f"cannot reach a livetune run at {self.address} ({details.strip()}); "
-                       "is it running? `livetune runs` lists live runs")
+            reason = "timed out" if code is grpc.StatusCode.DEADLINE_EXCEEDED else "unavailable"
+            details = (f"cannot reach a livetune run at {self.address} ({reason}); is it "
+                       "running? `livetune runs` lists the live runs on this machine")
         return ClientError(code, details)
 
     # ----------------------------------------------------------------- calls

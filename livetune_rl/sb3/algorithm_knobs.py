@@ -1,0 +1,188 @@
+"""Which hyperparameters of an SB3 algorithm can change live, and how each one is applied.
+
+Every knob is defined by a test (does this model have it?), a getter (its current value, the
+live variable's default), bounds or a check (values the algorithm cannot take are refused
+before a set is acknowledged) and an apply function that puts a value into effect in a way SB3
+does not undo (research.md section 4):
+
+=================  ==========================================  ===============================
+knob               algorithms                                  applied by
+=================  ==========================================  ===============================
+learning_rate      all                                         ``lr_schedule`` -> LiveSchedule,
+                                                               ``model.learning_rate``, and
+                                                               every optimizer's param_groups
+                                                               (SAC's entropy optimizer too)
+ent_coef           PPO, A2C; SAC with a fixed coefficient      ``model.ent_coef`` (SAC:
+                                                               ``ent_coef_tensor``)
+target_entropy     SAC with ``ent_coef="auto"``                ``model.target_entropy``
+clip_range         PPO                                         ``clip_range`` -> LiveSchedule
+exploration_rate   DQN                                         ``exploration_schedule`` ->
+                                                               LiveSchedule
+gamma              all                                         ``model.gamma`` and the rollout
+                                                               buffer's copy
+gae_lambda         PPO, A2C                                    idem
+n_epochs           PPO                                         ``model.n_epochs``
+batch_size         PPO and off-policy                          ``model.batch_size``
+vf_coef            PPO, A2C                                    ``model.vf_coef``
+max_grad_norm      PPO, A2C, DQN                               ``model.max_grad_norm``
+target_kl          PPO (0 disables)                            ``model.target_kl``
+tau                off-policy                                  ``model.tau``
+gradient_steps     off-policy                                  ``model.gradient_steps``
+=================  ==========================================  ===============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from ..values import Check, Value
+from .schedules import live_schedule
+
+
+@dataclass(frozen=True)
+class KnobDef:
+    """How one hyperparameter is read and applied on an SB3 model."""
+
+    name: str
+    help: str
+    applies_to: Callable[[BaseAlgorithm], bool]
+    get: Callable[[BaseAlgorithm], Value]
+    apply: Callable[[BaseAlgorithm, Any], None]
+    min: float | int | None = None
+    max: float | int | None = None
+    check: Callable[[BaseAlgorithm], Check | None] = field(default=lambda m: None)
+
+
+def _has(*attrs: str) -> Callable[[BaseAlgorithm], bool]:
+    return lambda model: all(getattr(model, a, None) is not None for a in attrs)
+
+
+def _algo(name: str) -> Callable[[BaseAlgorithm], bool]:
+    return lambda model: any(cls.__name__ == name for cls in type(model).__mro__)
+
+
+def optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
+    """Every torch optimizer SB3 updates from ``lr_schedule`` for this model."""
+    found: list[th.optim.Optimizer] = []
+    for owner, attr in ((model.policy, "optimizer"), (getattr(model, "actor", None), "optimizer"),
+                        (getattr(model, "critic", None), "optimizer"),
+                        (model, "ent_coef_optimizer")):
+        opt = getattr(owner, attr, None) if owner is not None else None
+        if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
+            found.append(opt)
+    return found
+
+
+def _current_lr(model: BaseAlgorithm) -> float:
+    return float(model.lr_schedule(model._current_progress_remaining))
+
+
+def _apply_lr(model: BaseAlgorithm, value: float) -> None:
+    live_schedule(model, "lr_schedule").override_with(value)
+    model.learning_rate = value  # what save()/load() rebuild the schedule from
+    for opt in optimizers(model):
+        for group in opt.param_groups:
+            group["lr"] = value
+
+
+def _apply_ent_coef(model: BaseAlgorithm, value: float) -> None:
+    model.ent_coef = value
+    if hasattr(model, "ent_coef_tensor"):  # SAC with a fixed coefficient
+        model.ent_coef_tensor = th.tensor(float(value), device=model.device)
+
+
+def _sac_fixed_ent(model: BaseAlgorithm) -> bool:
+    return hasattr(model, "ent_coef_tensor") and getattr(model, "ent_coef_optimizer", 1) is None
+
+
+def _apply_exploration(model: BaseAlgorithm, value: float) -> None:
+    live_schedule(model, "exploration_schedule").override_with(value)
+    model.exploration_rate = float(value)  # DQN recomputes it from the schedule every step
+
+
+def _apply_gamma(model: BaseAlgorithm, value: float) -> None:
+    model.gamma = value
+    buffer = getattr(model, "rollout_buffer", None)
+    if buffer is not None and hasattr(buffer, "gamma"):
+        buffer.gamma = value
+
+
+def _apply_gae(model: BaseAlgorithm, value: float) -> None:
+    model.gae_lambda = value
+    buffer = getattr(model, "rollout_buffer", None)
+    if buffer is not None and hasattr(buffer, "gae_lambda"):
+        buffer.gae_lambda = value
+
+
+def _batch_check(model: BaseAlgorithm) -> Check:
+    if isinstance(model, OnPolicyAlgorithm):
+        limit = model.n_steps * model.n_envs
+        return lambda v: None if int(v) <= limit else (
+            f"larger than the rollout (n_steps x n_envs = {limit})")
+    limit = getattr(model, "buffer_size", 1 << 31)
+    return lambda v: None if int(v) <= limit else f"larger than the buffer ({limit})"
+
+
+def _setter(attr: str, cast: Callable[[Any], Any] = float) -> Callable[[BaseAlgorithm, Any], None]:
+    def apply(model: BaseAlgorithm, value: Any) -> None:
+        setattr(model, attr, cast(value))
+
+    return apply
+
+
+KNOBS: tuple[KnobDef, ...] = (
+    KnobDef("learning_rate", "optimizer step size (replaces the lr schedule by a constant)",
+            lambda m: True, _current_lr, _apply_lr, min=0.0, max=10.0),
+    KnobDef("ent_coef", "entropy coefficient of the loss",
+            lambda m: (isinstance(m, OnPolicyAlgorithm) and isinstance(m.ent_coef, float))
+            or _sac_fixed_ent(m),
+            lambda m: float(m.ent_coef), _apply_ent_coef, min=0.0, max=100.0),
+    KnobDef("target_entropy", "target entropy of SAC's learned entropy coefficient",
+            lambda m: getattr(m, "ent_coef_optimizer", None) is not None,
+            lambda m: float(m.target_entropy), _setter("target_entropy"), min=-1e6, max=1e6),
+    KnobDef("clip_range", "PPO policy clipping parameter (replaces its schedule)",
+            _algo("PPO"), lambda m: float(m.clip_range(m._current_progress_remaining)),
+            lambda m, v: live_schedule(m, "clip_range").override_with(v), min=0.0, max=10.0,
+            check=lambda m: lambda v: None if v > 0 else "must be > 0"),
+    KnobDef("exploration_rate", "DQN epsilon (replaces its exploration schedule)",
+            _algo("DQN"), lambda m: float(m.exploration_rate),
+            _apply_exploration, min=0.0, max=1.0),
+    KnobDef("gamma", "discount factor (also the rollout buffer's copy)",
+            _has("gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
+    KnobDef("gae_lambda", "GAE lambda (also the rollout buffer's copy)",
+            lambda m: isinstance(m, OnPolicyAlgorithm), lambda m: float(m.gae_lambda),
+            _apply_gae, min=0.0, max=1.0),
+    KnobDef("n_epochs", "PPO epochs per update", _algo("PPO"), lambda m: int(m.n_epochs),
+            _setter("n_epochs", int), min=1, max=1000),
+    KnobDef("batch_size", "minibatch size",
+            lambda m: (_algo("PPO")(m) or isinstance(m, OffPolicyAlgorithm))
+            and getattr(m, "batch_size", None) is not None,
+            lambda m: int(m.batch_size), _setter("batch_size", int), min=1, max=1 << 24,
+            check=_batch_check),
+    KnobDef("vf_coef", "value loss coefficient", _has("vf_coef"), lambda m: float(m.vf_coef),
+            _setter("vf_coef"), min=0.0, max=100.0),
+    KnobDef("max_grad_norm", "gradient clipping norm", _has("max_grad_norm"),
+            lambda m: float(m.max_grad_norm), _setter("max_grad_norm"), min=1e-8, max=1e6),
+    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", _algo("PPO"),
+            lambda m: float(m.target_kl or 0.0),
+            lambda m, v: setattr(m, "target_kl", float(v) or None), min=0.0, max=100.0),
+    KnobDef("tau", "target network soft-update coefficient",
+            lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: float(m.tau),
+            _setter("tau"), min=0.0, max=1.0),
+    KnobDef("gradient_steps", "gradient steps per rollout (-1: as many as env steps)",
+            lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: int(m.gradient_steps),
+            _setter("gradient_steps", int), min=-1, max=100_000,
+            check=lambda m: lambda v: None if v != 0 else "0 would never train"),
+)
+
+
+def knobs_for(model: BaseAlgorithm) -> list[KnobDef]:
+    """The knobs that exist for this model (others are simply not registered)."""
+    return [k for k in KNOBS if k.applies_to(model)]

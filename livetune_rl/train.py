@@ -1,0 +1,240 @@
+"""``livetune train``: the main job. An SB3 run with the registry embedded, ready to tune.
+
+It trains an SB3 algorithm (PPO by default) on Hungry-Thirsty or any Gymnasium id, with every
+knob of the algorithm and every reward weight registered live, n parallel envs, a progress
+bar, TensorBoard logs, a journal and checkpoints under ``runs/<name>/``, and prints the
+address plus ready-to-paste ``livetune`` commands. Nothing else needs to be started.
+
+Example::
+
+    livetune train --timesteps 200000 --n-envs 4 --run-name ht-ppo
+    # another terminal:
+    livetune ls
+    livetune set reward.not_hungry_thirsty 0.5 reward.scale=5
+    livetune fire evaluate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
+HUNGRY_THIRSTY = "livetune/HungryThirsty-v0"
+
+
+@dataclass
+class TrainConfig:
+    """Arguments of ``livetune train`` (also usable from Python: ``train(TrainConfig(...))``)."""
+
+    env: str = HUNGRY_THIRSTY
+    algo: str = "ppo"
+    timesteps: int = 200_000
+    n_envs: int = 4
+    vec: str = "subproc"
+    seed: int = 0
+    run_name: str | None = None
+    runs_root: str = "runs"
+    bind: str | None = None
+    token: str | None = None
+    reward: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0
+    layout_seed: int | None = None
+    eval_every: int = 20_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 0
+    relabel: bool = True
+    progress: bool = True
+    hyper: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = cast(value.strip())
+    return out
+
+
+def _literal(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``train`` to the ``livetune`` subcommands."""
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train an SB3 agent with live knobs (the main job)",
+                       description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--env", default=d.env, help=f"Gymnasium id (default {d.env})")
+    p.add_argument("--algo", default=d.algo, choices=ALGORITHMS)
+    p.add_argument("--timesteps", type=int, default=d.timesteps)
+    p.add_argument("--n-envs", type=int, default=d.n_envs)
+    p.add_argument("--vec", default=d.vec, choices=("subproc", "dummy"))
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--run-name", default=None, help="default: <algo>-<env>-<time>")
+    p.add_argument("--runs-root", default=d.runs_root, help="run directories go here")
+    p.add_argument("--bind", default=None, help="serve address (default 127.0.0.1:50051)")
+    p.add_argument("--token", default=None, help="require this bearer token")
+    p.add_argument("--reward", default=None, metavar="C=W,...",
+                   help="initial reward weights, e.g. hungry_thirsty=-1,not_hungry_thirsty=1")
+    p.add_argument("--scale", type=float, default=d.scale, help="initial reward.scale")
+    p.add_argument("--layout-seed", type=int, default=None,
+                   help="Hungry-Thirsty food/water layout shared by all envs (default: seed)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="evaluate every N steps (0: only on `livetune fire evaluate`)")
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--no-relabel", dest="relabel", action="store_false",
+                   help="off-policy: do not re-label the replay buffer on reward changes")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
+                   help="algorithm argument, e.g. --hyper n_steps=256 (JSON values)")
+    p.add_argument("--device", default=d.device)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    hyper: dict[str, Any] = {}
+    for item in args.hyper:
+        hyper.update(_parse_pairs(item, _literal))
+    config = TrainConfig(
+        env=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
+        vec=args.vec, seed=args.seed, run_name=args.run_name, runs_root=args.runs_root,
+        bind=args.bind, token=args.token, reward=_parse_pairs(args.reward), scale=args.scale,
+        layout_seed=args.layout_seed, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+        relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
+    )
+    train(config)
+    return 0
+
+
+def _env_factory(config: TrainConfig, weights: dict[str, float] | None) -> Any:
+    """A picklable env constructor (SubprocVecEnv sends it to the workers)."""
+    return _EnvFactory(config.env, _env_kwargs(config), weights, config.scale)
+
+
+def _env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    if config.env == HUNGRY_THIRSTY:
+        layout = config.layout_seed if config.layout_seed is not None else config.seed
+        return {"layout_seed": layout}  # one food/water layout for every copy
+    return {}
+
+
+def _register_envs(env_id: str) -> None:
+    if env_id.startswith("livetune/"):
+        import livetune_rl.envs  # noqa: F401  (registers the livetune/ ids)
+
+
+class _EnvFactory:
+    def __init__(self, env_id: str, kwargs: dict[str, Any], weights: dict[str, float] | None,
+                 scale: float) -> None:
+        self.env_id, self.kwargs, self.weights, self.scale = env_id, kwargs, weights, scale
+
+    def __call__(self) -> Any:
+        import gymnasium as gym
+
+        from .wrappers import LiveRewardWrapper
+
+        _register_envs(self.env_id)  # in a SubprocVecEnv worker too
+        env = gym.make(self.env_id, **self.kwargs)
+        if self.weights:
+            env = LiveRewardWrapper(env, self.weights, scale=self.scale)
+        return env
+
+
+def train(config: TrainConfig) -> Any:
+    """Run the main job; returns the trained model."""
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from .registry import Registry
+    from .sb3.buffers import RelabelingReplayBuffer
+    from .sb3.callback import LiveTuneCallback
+    from .server import serve
+
+    _register_envs(config.env)
+    name = config.run_name or (
+        f"{config.algo}-{config.env.split('/')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = Path(config.runs_root) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    weights = dict(config.reward)
+    if config.env == HUNGRY_THIRSTY and not weights:
+        from livetune_rl.envs import REWARD_COMPONENTS, HungryThirstyEnv
+
+        defaults = HungryThirstyEnv().reward_weights
+        weights = {c: float(defaults[c]) for c in REWARD_COMPONENTS}
+    vec_cls = SubprocVecEnv if config.vec == "subproc" and config.n_envs > 1 else DummyVecEnv
+    venv = make_vec_env(_env_factory(config, weights or None), n_envs=config.n_envs,
+                        seed=config.seed, vec_env_cls=vec_cls)
+    eval_env = make_vec_env(_EnvFactory(config.env, _env_kwargs(config), None, 1.0), n_envs=1,
+                            seed=config.seed + 10_000)
+
+    algo_cls = getattr(sb3, config.algo.upper())
+    kwargs: dict[str, Any] = {"seed": config.seed, "device": config.device,
+                              "tensorboard_log": str(run_dir / "tb"), "verbose": 0}
+    if issubclass(algo_cls, OffPolicyAlgorithm) and weights and config.relabel:
+        kwargs["replay_buffer_class"] = RelabelingReplayBuffer
+        kwargs["replay_buffer_kwargs"] = {"components": list(weights)}
+    kwargs.update(config.hyper)
+    space = venv.action_space
+    if config.algo in ("sac", "td3") and not isinstance(space, gym.spaces.Box):
+        raise SystemExit(f"livetune: error: {config.algo} needs a continuous action space; "
+                         f"{config.env} has {space}")
+    if config.algo == "dqn" and not isinstance(space, gym.spaces.Discrete):
+        raise SystemExit(f"livetune: error: dqn needs a discrete action space; {config.env} "
+                         f"has {space}")
+    model = algo_cls("MlpPolicy", venv, **kwargs)
+
+    registry = Registry()
+    callback = LiveTuneCallback(registry, run_dir=run_dir, eval_env=eval_env,
+                                n_eval_episodes=config.eval_episodes,
+                                eval_every=config.eval_every,
+                                checkpoint_every=config.checkpoint_every)
+    callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
+    server = serve(config.bind, run=name, token=config.token, registry=registry,
+                   journal=run_dir / "journal.jsonl")
+    example = next(iter(weights), None)
+    target = f"--run {name}" if config.bind is None else f"--addr {server.address}"
+    print(f"run directory: {run_dir}   TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    print("try, in another terminal:")
+    print(f"  livetune {target} ls")
+    lr_example = "learning_rate 1e-4"
+    print(f"  livetune {target} set {lr_example}"
+          + (f" reward.{example}=-0.5" if example else ""))
+    print(f"  livetune {target} fire evaluate      # also: checkpoint, stop", flush=True)
+    started = time.time()
+    try:
+        model.learn(config.timesteps, callback=callback, progress_bar=config.progress,
+                    tb_log_name=config.algo)
+    except KeyboardInterrupt:
+        print("interrupted: writing a final checkpoint", file=sys.stderr)
+        callback.checkpoint(tag="interrupted")
+    finally:
+        elapsed = time.time() - started
+        server.stop()
+        venv.close()
+        eval_env.close()
+    final = callback.last_checkpoint or callback.checkpoint(tag="final")
+    steps = model.num_timesteps
+    print(f"done: {steps} steps in {elapsed:.1f}s ({steps / max(elapsed, 1e-9):.0f} steps/s); "
+          f"last checkpoint {final}; journal {run_dir / 'journal.jsonl'}")
+    if callback.last_evaluation:
+        print(f"last evaluation: {json.dumps(callback.last_evaluation)}")
+    return model

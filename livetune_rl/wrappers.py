@@ -1,0 +1,164 @@
+"""Gymnasium wrapper that reshapes the reward with live weights.
+
+``reward = scale * sum(weights[c] * components[c])``, where the components come from the env's
+``info["reward_components"]`` (any env that reports them, Hungry-Thirsty does) or from a
+function ``component_fn(obs, action, next_obs, info) -> {name: value}`` you pass.
+
+The wrapper runs in two modes:
+
+* **live** (``registry=`` given): it registers ``reward.<component>`` and ``reward.scale``
+  live variables (or reuses them if another copy already did) and reads them every step, a
+  plain attribute load each. Use this in your own loop.
+* **pushed** (no registry, the default): it holds plain floats that :meth:`set_reward_weights`
+  replaces. This is how it runs under SB3: :class:`livetune_rl.sb3.LiveTuneCallback` owns the
+  live variables in the training process and pushes a change to every env of a
+  ``DummyVecEnv`` or ``SubprocVecEnv`` at the same global step, so subprocesses never open a
+  connection of their own.
+
+The weights in effect are put in ``info["reward_weights"]`` (and the scale in
+``info["reward_scale"]``) on every step.
+
+Example::
+
+    >>> import gymnasium as gym
+    >>> import livetune_rl.envs                       # registers livetune/HungryThirsty-v0
+    >>> from livetune_rl import Registry
+    >>> reg = Registry()
+    >>> env = LiveRewardWrapper(gym.make("livetune/HungryThirsty-v0"),
+    ...                         weights={"hungry_thirsty": -1.0, "hungry_not_thirsty": -1.0,
+    ...                                  "not_hungry_thirsty": 1.0, "not_hungry_not_thirsty": 1.0},
+    ...                         registry=reg)
+    >>> sorted(reg.values())[:2]
+    ['reward.hungry_not_thirsty', 'reward.hungry_thirsty']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+
+from .registry import LiveVariable, Registry
+from .values import InvalidValueError, validate_name
+
+ComponentFn = Callable[[Any, Any, Any, dict[str, Any]], Mapping[str, float]]
+
+REWARD_PREFIX = "reward"
+SCALE = "scale"
+
+
+class LiveRewardWrapper(gym.Wrapper):
+    """Reward = scale x sum of live weights x reward components.
+
+    Args:
+        env: the environment to wrap.
+        weights: initial weight of each component; its keys are the component names.
+        scale: initial overall multiplier (the paper's sigma).
+        component_fn: computes the components from ``(obs, action, next_obs, info)``; when
+            None, they are read from ``info["reward_components"]`` (missing ones count 0).
+        registry: live mode: register/reuse ``reward.*`` variables there and read them each
+            step. None: pushed mode (plain floats, see :meth:`set_reward_weights`).
+        bounds: inclusive bounds of every live weight (and of the scale, which must be >= 0).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        weights: Mapping[str, float],
+        *,
+        scale: float = 1.0,
+        component_fn: ComponentFn | None = None,
+        registry: Registry | None = None,
+        bounds: tuple[float, float] = (-100.0, 100.0),
+    ) -> None:
+        super().__init__(env)
+        if not weights:
+            raise InvalidValueError("LiveRewardWrapper needs at least one component weight")
+        self.components: tuple[str, ...] = tuple(weights)
+        for name in self.components:
+            validate_name(f"{REWARD_PREFIX}.{name}")
+        self.bounds = (float(bounds[0]), float(bounds[1]))
+        self.component_fn = component_fn
+        self._weights = [float(weights[c]) for c in self.components]
+        self._scale = float(scale)
+        self._live: list[LiveVariable] | None = None
+        self._live_scale: LiveVariable | None = None
+        self._last_obs: Any = None
+        if registry is not None:
+            self._live = [self._variable(registry, c, self._weights[i])
+                          for i, c in enumerate(self.components)]
+            self._live_scale = self._variable(registry, SCALE, self._scale)
+
+    def _variable(self, registry: Registry, component: str, default: float) -> LiveVariable:
+        name = f"{REWARD_PREFIX}.{component}"
+        if name in registry:
+            return registry.variable(name)  # another copy of this env registered it
+        low = 0.0 if component == SCALE else self.bounds[0]
+        return LiveVariable(name, default, min=low, max=self.bounds[1], registry=registry,
+                            help=f"reward weight of '{component}'" if component != SCALE
+                            else "overall reward multiplier")
+
+    # ----------------------------------------------------------------- weights
+    @property
+    def live(self) -> bool:
+        """True when this wrapper reads registry variables itself (live mode)."""
+        return self._live is not None
+
+    def reward_weights(self) -> dict[str, float]:
+        """The component weights in effect now."""
+        if self._live is not None:
+            return {c: float(v.value) for c, v in zip(self.components, self._live, strict=True)}
+        return dict(zip(self.components, self._weights, strict=True))
+
+    def reward_scale(self) -> float:
+        return float(self._live_scale.value) if self._live_scale is not None else self._scale
+
+    def get_reward_spec(self) -> dict[str, Any]:
+        """What a trainer needs to own this wrapper's live variables (used by the SB3 callback
+        through ``env_method``): components, current weights and scale, bounds, mode."""
+        return {"components": list(self.components), "weights": self.reward_weights(),
+                "scale": self.reward_scale(), "bounds": list(self.bounds), "live": self.live}
+
+    def set_reward_weights(self, weights: Mapping[str, float] | None = None,
+                           scale: float | None = None) -> None:
+        """Pushed mode: replace some or all weights and/or the scale from the next step on."""
+        if self._live is not None:
+            raise RuntimeError("this LiveRewardWrapper reads live variables; set those instead")
+        new = list(self._weights)
+        for name, value in (weights or {}).items():
+            if name not in self.components:
+                raise KeyError(f"unknown reward component {name!r}; known: {self.components}")
+            new[self.components.index(name)] = float(value)
+        self._weights = new  # one store: a step sees the old list or the new one, never a mix
+        if scale is not None:
+            self._scale = float(scale)
+
+    # ----------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._last_obs = obs
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, _, terminated, truncated, info = self.env.step(action)
+        if self.component_fn is not None:
+            parts = self.component_fn(self._last_obs, action, obs, info)
+            info["reward_components"] = dict(parts)
+        else:
+            parts = info.get("reward_components") or {}
+        self._last_obs = obs
+        if self._live is not None:  # hot path: one attribute load per weight
+            weights = [v.value for v in self._live]
+            scale = self._live_scale.value  # type: ignore[union-attr]
+        else:
+            weights, scale = self._weights, self._scale
+        total = 0.0
+        for name, weight in zip(self.components, weights, strict=True):
+            value = parts.get(name)
+            if value:
+                total += weight * value
+        info["reward_weights"] = dict(zip(self.components, weights, strict=True))
+        info["reward_scale"] = scale
+        return obs, scale * total, terminated, truncated, info
