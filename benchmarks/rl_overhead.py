@@ -31,8 +31,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import livetune_rl as lt
-import livetune_rl.envs  # noqa: F401  (registers livetune/HungryThirsty-v0)
-from livetune_rl.envs import REWARD_COMPONENTS
+from livetune_rl.envs import REWARD_COMPONENTS  # importing registers the env ids
 from livetune_rl.sb3 import LiveTuneCallback
 from livetune_rl.wrappers import LiveRewardWrapper
 
@@ -159,8 +158,8 @@ def main() -> None:
     print("|-------|------------------|")
     print(f"| plain | {statistics.mean(plain):16.0f} |")
     print(f"| live  | {statistics.mean(live):16.0f} |")
-    print(f"\nratio live/plain = {ratio:.3f} (per-pair min {min(pairs):.3f}, max {max(pairs):.3f}); "
-          f"timesteps {args.timesteps} x {args.n_envs} env(s), {args.extra_vars} extra vars, "
+    print(f"\nratio live/plain = {ratio:.3f} (per-pair min {min(pairs):.3f}, "
+          f"max {max(pairs):.3f}); timesteps {args.timesteps} x {args.n_envs} env(s), {args.extra_vars} extra vars, "
           f"{args.watchers} watcher(s), storm clients {args.storm}")
 
 
