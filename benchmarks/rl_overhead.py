@@ -159,7 +159,8 @@ def main() -> None:
     print(f"| plain | {statistics.mean(plain):16.0f} |")
     print(f"| live  | {statistics.mean(live):16.0f} |")
     print(f"\nratio live/plain = {ratio:.3f} (per-pair min {min(pairs):.3f}, "
-          f"max {max(pairs):.3f}); timesteps {args.timesteps} x {args.n_envs} env(s), {args.extra_vars} extra vars, "
+          f"max {max(pairs):.3f}); timesteps {args.timesteps} x {args.n_envs} env(s), "
+          f"{args.extra_vars} extra vars, "
           f"{args.watchers} watcher(s), storm clients {args.storm}")
 
 
