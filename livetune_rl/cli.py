@@ -283,6 +283,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuner import PolicyConfig, Tuner
+
+    config = PolicyConfig(metric=args.metric, knobs=tuple(args.knobs), patience=args.patience,
+                          settle=args.settle, min_delta=args.min_delta, step=args.step,
+                          target=args.target, max_actions=args.max_actions, seed=args.seed)
+    with _client(args) as client:
+        decisions = Tuner(client, config, event=args.event, log=args.log).run(args.seconds)
+    actions = [d for d in decisions if d.get("action")]
+    print(f"tuner: {len(decisions) - len(actions)} evaluations seen, {len(actions)} changes made")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -335,6 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patterns", nargs="*", help="glob patterns")
     p.add_argument("--since", type=int, default=0, help="only versions after this one")
     p.add_argument("--limit", type=int, default=0, help="only the newest N records")
+
+    p = add("tune", cmd_tune, "automated tuner: change knobs when an evaluated metric stalls")
+    p.add_argument("--metric", default="mean_fitness", help="key of the evaluation events")
+    p.add_argument("--event", default="evaluate", help="name of the evaluation events")
+    p.add_argument("--knobs", nargs="+", default=["reward.*"], metavar="GLOB",
+                   help="variables it may change (bounded numbers only)")
+    p.add_argument("--patience", type=int, default=2, help="evaluations without gain = stall")
+    p.add_argument("--settle", type=int, default=2, help="evaluations to judge a change")
+    p.add_argument("--min-delta", type=float, default=1.0, help="gain that counts")
+    p.add_argument("--step", type=float, default=0.25, help="move, as a fraction of the range")
+    p.add_argument("--target", type=float, default=None, help="stop acting at this metric")
+    p.add_argument("--max-actions", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--log", default=None, help="JSONL file of observations and decisions")
 
     p = sub.add_parser("demo", help="run a small live-tunable loop (no torch needed)")
     p.add_argument("--seconds", type=float, default=60.0)

@@ -169,9 +169,9 @@ class Client:
                 elif kind == "lagged":
                     yield WatchItem(lagged=message.lagged.message)
         except grpc.RpcError as exc:
-            if exc.code() is grpc.StatusCode.CANCELLED or (
-                    received and exc.code() is grpc.StatusCode.UNAVAILABLE):
-                return  # we cancelled, or the run stopped after the stream was established
+            if exc.code() is grpc.StatusCode.CANCELLED or (received and exc.code() in (
+                    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)):
+                return  # we cancelled, the run stopped, or the watch's timeout ran out
             raise self._error(exc) from None
         finally:
             stream.cancel()
