@@ -427,7 +427,7 @@ def serve(
     if run is None:
         run = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(sys.argv[0] or "").stem).lstrip("_.-")
         run = run[:64] or "livetune"
-    if not _RUN_NAME.match(run):
+    if not _RUN_NAME.fullmatch(run):
         raise ServeError(f"invalid run name {run!r}")
     token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
     explicit = address is not None

@@ -31,6 +31,7 @@ Value = float | int | bool | str
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MAX_NAME_LENGTH = 128
 MAX_STRING_LENGTH = 4096
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # the wire type is int64
 
 _TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
@@ -56,7 +57,8 @@ class UnknownNameError(LiveTuneError, KeyError):
         self.name = name
         self.suggestions = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"no {what} named {name!r}{hint}")
+        # _short: a huge name must not make the gRPC status exceed the metadata size limit
+        super().__init__(f"no {what} named {_short(name)}{hint}")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
@@ -100,7 +102,7 @@ def validate_name(name: object) -> str:
         raise InvalidNameError(f"a name must be a non-empty string, not {name!r}")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidNameError(f"name {name[:40]!r}... is longer than {MAX_NAME_LENGTH} characters")
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):  # match() would let "lr\n" through ($ before \n)
         raise InvalidNameError(
             f"invalid name {name!r}: use dotted identifiers such as 'reward.hungry' "
             "(letters, digits and _, not starting with a digit, parts joined by '.')"
@@ -125,6 +127,10 @@ def coerce(vtype: VarType, raw: object, name: str = "value") -> Value:
             raise InvalidValueError(f"{name}: {_short(raw)} is not a string")
         if len(raw) > MAX_STRING_LENGTH:
             raise InvalidValueError(f"{name}: string longer than {MAX_STRING_LENGTH} characters")
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate could never be sent over gRPC
+            raise InvalidValueError(f"{name}: {_short(raw)} is not valid Unicode text") from None
         return raw
     if vtype is VarType.BOOL:
         if isinstance(raw, bool):
@@ -144,17 +150,21 @@ def coerce(vtype: VarType, raw: object, name: str = "value") -> Value:
         if isinstance(raw, bool):
             raise InvalidValueError(f"{name}: {_short(raw)} is a bool, not an int")
         if isinstance(raw, int):
-            return int(raw)
-        if isinstance(raw, float):
-            if math.isfinite(raw) and raw.is_integer():
-                return int(raw)
-            raise InvalidValueError(f"{name}: {_short(raw)} is not a whole number")
-        if isinstance(raw, str):
+            number = int(raw)
+        elif isinstance(raw, float):
+            if not (math.isfinite(raw) and raw.is_integer()):
+                raise InvalidValueError(f"{name}: {_short(raw)} is not a whole number")
+            number = int(raw)
+        elif isinstance(raw, str):
             text = raw.strip().replace("_", "")
-            if re.fullmatch(r"[+-]?\d{1,19}", text):
-                return int(text)
+            if not re.fullmatch(r"[+-]?\d{1,19}", text):
+                raise InvalidValueError(f"{name}: {_short(raw)} is not an int")
+            number = int(text)
+        else:
             raise InvalidValueError(f"{name}: {_short(raw)} is not an int")
-        raise InvalidValueError(f"{name}: {_short(raw)} is not an int")
+        if not INT_MIN <= number <= INT_MAX:  # it could not be sent over gRPC (int64)
+            raise InvalidValueError(f"{name}: {_short(raw)} is outside the 64-bit int range")
+        return number
     # FLOAT
     if isinstance(raw, bool):
         raise InvalidValueError(f"{name}: {_short(raw)} is a bool, not a float")
