@@ -303,20 +303,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    target = common.add_argument_group("which run")
-    target.add_argument("--addr", default=None,
+def _target_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The options that pick a run. They are accepted before the command
+    (``livetune --run x ls``) and after it (``livetune ls --run x``): the subcommand copies use
+    SUPPRESS defaults so they only override what was given before the command."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    target = parser.add_argument_group("which run")
+    target.add_argument("--addr", default=default(None),
                         help="address of the run (host:port or unix:/path); "
                              "default: $LIVETUNE_ADDR or the only live run")
-    target.add_argument("--run", default=None, help="name (or pid) of a live run")
-    target.add_argument("--token", default=None,
+    target.add_argument("--run", default=default(None), help="name (or pid) of a live run")
+    target.add_argument("--token", default=default(None),
                         help="bearer token (default: $LIVETUNE_TOKEN)")
-    target.add_argument("--cacert", default=None,
+    target.add_argument("--cacert", default=default(None),
                         help="CA certificate (PEM) of a run that serves TLS "
                              "(default: $LIVETUNE_CACERT)")
-    target.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    target.add_argument("--timeout", type=float, default=default(5.0), help="seconds per call")
+    parser.add_argument("--json", action="store_true", default=default(False),
+                        help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _target_options(common, suppress=True)
 
     parser = argparse.ArgumentParser(
         prog="livetune",
@@ -324,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples: livetune ls | livetune set learning_rate 1e-4 | "
                "livetune set reward.hungry=-0.5 reward.scale=5 | livetune fire checkpoint",
     )
+    _target_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:

@@ -32,7 +32,7 @@ def run_demo(seconds: float = 60.0, address: str | None = None, run: str = "demo
     rng = random.Random(0)
     x, step_size, step = 10.0, lr.value, 0
     with serve(address, run=run, registry=registry) as server:
-        print(f"try: livetune set --addr {server.address} learning_rate 0.3", flush=True)
+        print(f"try: livetune --addr {server.address} set learning_rate 0.3", flush=True)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             step += 1

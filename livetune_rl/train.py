@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
+FAST_DEFAULTS: dict[str, dict[str, Any]] = {
+    # SB3's PPO defaults (2048 steps x 10 epochs of batch 64) spend most of the time in
+    # gradient steps on a 2-core machine; these keep small envs fast. --hyper overrides them.
+    "ppo": {"n_steps": 256, "batch_size": 256, "n_epochs": 4, "ent_coef": 0.01},
+}
 HUNGRY_THIRSTY = "livetune/HungryThirsty-v0"
 
 
@@ -52,6 +57,7 @@ class TrainConfig:
     progress: bool = True
     hyper: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    threads: int = 1
 
 
 def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
@@ -101,6 +107,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                    help="algorithm argument, e.g. --hyper n_steps=256 (JSON values)")
     p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (1 is fastest for small MLPs)")
     p.set_defaults(func=_main)
 
 
@@ -115,6 +123,7 @@ def _main(args: argparse.Namespace) -> int:
         layout_seed=args.layout_seed, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
+        threads=args.threads,
     )
     train(config)
     return 0
@@ -175,20 +184,26 @@ def train(config: TrainConfig) -> Any:
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
     weights = dict(config.reward)
-    if config.env == HUNGRY_THIRSTY and not weights:
-        from livetune_rl.envs import REWARD_COMPONENTS, HungryThirstyEnv
+    if config.env == HUNGRY_THIRSTY:
+        from livetune_rl.envs import REWARD_COMPONENTS
 
-        defaults = HungryThirstyEnv().reward_weights
-        weights = {c: float(defaults[c]) for c in REWARD_COMPONENTS}
+        # start from the fitness-aligned reward (1 when not hungry); --reward overrides some
+        weights = {c: weights.get(c, 1.0 if c.startswith("not_hungry") else 0.0)
+                   for c in REWARD_COMPONENTS}
     vec_cls = SubprocVecEnv if config.vec == "subproc" and config.n_envs > 1 else DummyVecEnv
     venv = make_vec_env(_env_factory(config, weights or None), n_envs=config.n_envs,
                         seed=config.seed, vec_env_cls=vec_cls)
     eval_env = make_vec_env(_EnvFactory(config.env, _env_kwargs(config), None, 1.0), n_envs=1,
                             seed=config.seed + 10_000)
 
+    if config.threads > 0:
+        import torch
+
+        torch.set_num_threads(config.threads)
     algo_cls = getattr(sb3, config.algo.upper())
     kwargs: dict[str, Any] = {"seed": config.seed, "device": config.device,
-                              "tensorboard_log": str(run_dir / "tb"), "verbose": 0}
+                              "tensorboard_log": str(run_dir / "tb"), "verbose": 0,
+                              **FAST_DEFAULTS.get(config.algo, {})}
     if issubclass(algo_cls, OffPolicyAlgorithm) and weights and config.relabel:
         kwargs["replay_buffer_class"] = RelabelingReplayBuffer
         kwargs["replay_buffer_kwargs"] = {"components": list(weights)}
