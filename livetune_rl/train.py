@@ -58,6 +58,7 @@ class TrainConfig:
     hyper: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     threads: int = 1
+    resume: str | None = None
 
 
 def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
@@ -109,6 +110,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch CPU threads (1 is fastest for small MLPs)")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR",
+                   help="continue a run from runs/<name>/checkpoints/<tag>: its settings, "
+                        "model, replay buffer and live values; the journal goes on")
     p.set_defaults(func=_main)
 
 
@@ -123,10 +127,31 @@ def _main(args: argparse.Namespace) -> int:
         layout_seed=args.layout_seed, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
-        threads=args.threads,
+        threads=args.threads, resume=args.resume,
     )
+    if config.resume:
+        config = _resumed_config(config, args.timesteps != TrainConfig.timesteps)
     train(config)
     return 0
+
+
+def _resumed_config(given: TrainConfig, timesteps_given: bool) -> TrainConfig:
+    """The saved settings of the run being resumed; this invocation's budget (if given),
+    address, token and progress bar."""
+    checkpoint = Path(given.resume)  # type: ignore[arg-type]
+    saved_path = checkpoint.parent.parent / "config.json"
+    if not (checkpoint / "model.zip").is_file() or not saved_path.is_file():
+        raise SystemExit(f"livetune: error: {checkpoint} is not a checkpoint of a livetune "
+                         "train run (expected model.zip there and ../../config.json)")
+    saved = TrainConfig(**{k: v for k, v in json.loads(saved_path.read_text()).items()
+                           if k in TrainConfig.__dataclass_fields__})
+    saved.resume = str(checkpoint)
+    saved.run_name = checkpoint.parent.parent.name
+    saved.runs_root = str(checkpoint.parent.parent.parent)
+    saved.bind, saved.token, saved.progress = given.bind, given.token, given.progress
+    if timesteps_given:
+        saved.timesteps = given.timesteps
+    return saved
 
 
 def _env_factory(config: TrainConfig, weights: dict[str, float] | None) -> Any:
@@ -215,16 +240,32 @@ def train(config: TrainConfig) -> Any:
     if config.algo == "dqn" and not isinstance(space, gym.spaces.Discrete):
         raise SystemExit(f"livetune: error: dqn needs a discrete action space; {config.env} "
                          f"has {space}")
-    model = algo_cls("MlpPolicy", venv, **kwargs)
-
     registry = Registry()
+    journal = run_dir / "journal.jsonl"
+    saved_values: dict[str, Any] = {}
+    if config.resume:
+        from .journal import read_journal
+        from .sb3.callback import load_checkpoint
+
+        model, saved_values = load_checkpoint(config.resume, env=venv, device=config.device,
+                                              tensorboard_log=str(run_dir / "tb"))
+        history = read_journal(journal)
+        registry.continue_versions(history[-1].v if history else 0)  # `history` reads as one
+        registry.attach_journal(journal, data={"run": name, "resumed_from": config.resume,
+                                               "num_timesteps": model.num_timesteps})
+    else:
+        model = algo_cls("MlpPolicy", venv, **kwargs)
     callback = LiveTuneCallback(registry, run_dir=run_dir, eval_env=eval_env,
                                 n_eval_episodes=config.eval_episodes,
                                 eval_every=config.eval_every,
                                 checkpoint_every=config.checkpoint_every)
     callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
+    restore = {n: v for n, v in saved_values.items()
+               if n in registry and registry.variable(n).value != v}
+    if restore:  # live values in effect at the checkpoint: journaled, applied at the start
+        registry.set(restore, source="resume")
     server = serve(config.bind, run=name, token=config.token, registry=registry,
-                   journal=run_dir / "journal.jsonl")
+                   journal=journal)
     example = next(iter(weights), None)
     target = f"--run {name}" if config.bind is None else f"--addr {server.address}"
     print(f"run directory: {run_dir}   TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
@@ -235,9 +276,13 @@ def train(config: TrainConfig) -> Any:
           + (f" reward.{example}=-0.5" if example else ""))
     print(f"  livetune {target} fire evaluate      # also: checkpoint, stop", flush=True)
     started = time.time()
+    remaining = max(0, config.timesteps - model.num_timesteps) if config.resume else \
+        config.timesteps
     try:
-        model.learn(config.timesteps, callback=callback, progress_bar=config.progress,
-                    tb_log_name=config.algo)
+        model.learn(remaining, callback=callback, progress_bar=config.progress,
+                    tb_log_name=config.algo, reset_num_timesteps=not config.resume)
+        if not callback.stopped:  # `livetune fire stop` already wrote checkpoints/final
+            callback.checkpoint(tag="final")
     except KeyboardInterrupt:
         print("interrupted: writing a final checkpoint", file=sys.stderr)
         callback.checkpoint(tag="interrupted")
@@ -246,7 +291,7 @@ def train(config: TrainConfig) -> Any:
         server.stop()
         venv.close()
         eval_env.close()
-    final = callback.last_checkpoint or callback.checkpoint(tag="final")
+    final = callback.last_checkpoint
     steps = model.num_timesteps
     print(f"done: {steps} steps in {elapsed:.1f}s ({steps / max(elapsed, 1e-9):.0f} steps/s); "
           f"last checkpoint {final}; journal {run_dir / 'journal.jsonl'}")

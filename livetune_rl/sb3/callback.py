@@ -225,6 +225,11 @@ class LiveTuneCallback(BaseCallback):
         """Unregister every variable and trigger of this callback."""
         self._detach()
 
+    @property
+    def stopped(self) -> bool:
+        """True once the ``stop`` trigger ended ``learn()``."""
+        return self._stop
+
     def _on_training_start(self) -> None:
         self._stop = False
         self.registry.step = self.num_timesteps
