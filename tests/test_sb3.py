@@ -48,6 +48,14 @@ def cartpole_parts(obs: Any, action: Any, next_obs: Any, info: dict[str, Any]) -
     return {"alive": 1.0, "tilt": abs(float(next_obs[2]))}
 
 
+def make_hungry_thirsty() -> gym.Env:
+    import livetune_rl.envs  # noqa: F401  (registers the id in a subprocess worker too)
+
+    weights = {"hungry_thirsty": -1.0, "hungry_not_thirsty": -1.0, "not_hungry_thirsty": 1.0,
+               "not_hungry_not_thirsty": 1.0}
+    return LiveRewardWrapper(gym.make("livetune/HungryThirsty-v0", layout_seed=0), weights)
+
+
 def make_cartpole() -> gym.Env:
     return LiveRewardWrapper(gym.make("CartPole-v1"), {"alive": 1.0, "tilt": 0.0},
                              component_fn=cartpole_parts)
@@ -82,10 +90,11 @@ def served(tmp_path: Path) -> Any:
     server.stop(grace=0)
 
 
-def test_ppo_learning_rate_set_from_another_process_sticks(served: Any, tmp_path: Path) -> None:
+def test_ppo_hungry_thirsty_subproc_lr_set_by_another_process_sticks(
+        served: Any, tmp_path: Path) -> None:
     registry, server = served
-    env = DummyVecEnv([make_cartpole])
-    model = PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0)
+    env = make_vec_env(make_hungry_thirsty, n_envs=2, vec_env_cls=SubprocVecEnv)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0)
     capture = Capture()
     model.set_logger(Logger(None, [capture]))
     callback = LiveTuneCallback(registry)
@@ -94,8 +103,12 @@ def test_ppo_learning_rate_set_from_another_process_sticks(served: Any, tmp_path
     def set_lr(_: BaseCallback) -> None:
         result["cli"] = cli(server.address, "set", "learning_rate", "1e-4")
 
-    model.learn(320, callback=CallbackList([callback, AtStep(100, set_lr)]))
+    try:
+        model.learn(320, callback=CallbackList([callback, AtStep(100, set_lr)]))
+    finally:
+        env.close()
     assert result["cli"].returncode == 0, result["cli"].stderr
+    assert {"reward.hungry_thirsty", "reward.scale", "clip_range"} <= set(registry.names())
     lrs = {g["lr"] for opt in optimizers(model) for g in opt.param_groups}
     assert lrs == {1e-4}
     assert model.learning_rate == 1e-4 and model.lr_schedule(0.5) == 1e-4
@@ -106,7 +119,7 @@ def test_ppo_learning_rate_set_from_another_process_sticks(served: Any, tmp_path
                if e.kind == "applied" and e.name == "learning_rate"]
     assert len(applied) == 1 and applied[0].new == 1e-4
     assert applied[0].step is not None and 100 <= applied[0].step <= 192
-    assert applied[0].step % 64 == 0  # applied at a rollout end, before train()
+    assert applied[0].step % 64 == 0  # applied at a rollout end (32 steps x 2 envs)
 
 
 def test_knobs_exist_only_where_the_algorithm_has_them() -> None:
