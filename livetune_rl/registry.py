@@ -330,6 +330,7 @@ class Registry:
         self.version = 0
         self.step: int | None = None
         self.journal: Journal | None = None
+        self._journal_failed = False
         if journal is not None:
             self.attach_journal(journal)
 
@@ -477,7 +478,7 @@ class Registry:
             event = ChangeEvent(self.version + 1, time.time(), "applied", name, None,
                                 var.value if value is None else value, "training", step,
                                 version, _jsonable(data or {}))
-            self._write([event])
+            self._write_from_training([event])
             var.applied_version = version
             var.applied_step = step
             self._publish([event])
@@ -494,7 +495,7 @@ class Registry:
             event = ChangeEvent(self.version + 1, time.time(), "event", name, None, None,
                                 source, self.step if step is None else step, None,
                                 _jsonable(data))
-            self._write([event])
+            self._write_from_training([event])
             self._publish([event])
         return event
 
@@ -503,10 +504,7 @@ class Registry:
             step = self.step if step is None else step
             event = ChangeEvent(self.version + 1, time.time(), "applied", trig.name, None,
                                 trig.handled, "training", step, trig.version)
-            try:
-                self._write([event])
-            except OSError:
-                return  # the fire itself is journaled; never break the training loop here
+            self._write_from_training([event])
             self._publish([event])
 
     def _check_writable(self) -> None:
@@ -518,6 +516,19 @@ class Registry:
     def _write(self, events: list[ChangeEvent]) -> None:
         if self.journal is not None:
             self.journal.append(events)
+
+    def _write_from_training(self, events: list[ChangeEvent]) -> None:
+        """Journal records the training loop makes (applied, event): a failing journal is
+        logged, never raised into the training loop; the change itself still happened."""
+        try:
+            self._write(events)
+        except OSError as exc:
+            if not self._journal_failed:
+                log.error("livetune: cannot write the journal (%s); training goes on, "
+                          "records are kept in memory only until it works again", exc)
+            self._journal_failed = True
+        else:
+            self._journal_failed = False
 
     def _publish(self, events: list[ChangeEvent]) -> None:
         self.version = events[-1].v

@@ -87,11 +87,13 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
     """The ``livetune.v1.LiveTune`` service over one registry."""
 
     def __init__(self, registry: Registry, run: pb.RunInfo, *, max_watchers: int = 256,
-                 watch_buffer: int = 4096) -> None:
+                 watch_buffer: int = 4096, write_timeout: float = 30.0) -> None:
         self.registry = registry
         self.run = run
         self.max_watchers = max_watchers
         self.watch_buffer = watch_buffer
+        self.write_timeout = write_timeout
+        self.max_lags = 3
         self.watchers = 0
 
     def _run_info(self, version: int, step: int | None) -> pb.RunInfo:
@@ -179,14 +181,27 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         )
 
     async def Watch(self, request: pb.WatchRequest,
-                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchResponse]:
+                    context: grpc.aio.ServicerContext) -> None:
         if self.watchers >= self.max_watchers:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many watchers (limit {self.max_watchers})")
         self.watchers += 1
+        lags = 0
         try:
             async for message in self._watch(list(request.patterns)):
-                yield message
+                if message.HasField("lagged"):
+                    lags += 1
+                    if lags > self.max_lags:
+                        await context.abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"watcher dropped: it fell behind {lags} times; it cannot keep up "
+                            "with this run's changes (watch fewer names with patterns)")
+                try:
+                    await asyncio.wait_for(context.write(message), self.write_timeout)
+                except asyncio.TimeoutError:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"watcher dropped: it read nothing for {self.write_timeout:g} s")
         finally:
             self.watchers -= 1
 
@@ -248,15 +263,18 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                 subscription.close()
 
 
-def _deny(handler: grpc.RpcMethodHandler | None, message: str) -> grpc.RpcMethodHandler | None:
+def _deny(handler: grpc.RpcMethodHandler | None, message: str,
+          code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED
+          ) -> grpc.RpcMethodHandler | None:
+    """A handler of the same kind as ``handler`` that only answers ``code``."""
     if handler is None:
         return None
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
         yield None  # pragma: no cover - abort raises
 
     kwargs = {"request_deserializer": handler.request_deserializer,
@@ -297,6 +315,56 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         reason = "missing" if not given else "wrong"
         return _deny(handler, f"{reason} token: send metadata 'authorization: Bearer <token>' "
                               "(livetune --token or LIVETUNE_TOKEN)")
+
+
+class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+    """Paces the unary ``LiveTune`` calls of all clients together to ``rate`` per second.
+
+    A token bucket (``burst`` calls may come at once): a call beyond the rate waits its turn
+    (``asyncio.sleep``, no thread held), so a client setting values in a tight loop is slowed
+    to the rate instead of taking the GIL from the training thread; when more than
+    ``max_queue`` calls wait, new ones get ``RESOURCE_EXHAUSTED``. Watch streams and the health
+    service are not paced.
+    """
+
+    def __init__(self, rate: float, burst: int = 50, max_queue: int = 1000) -> None:
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_queue = max_queue
+        self.tokens = float(burst)
+        self.stamp: float | None = None
+        self.delayed = 0
+        self.refused = 0
+
+    def reserve(self, now: float) -> float | None:
+        """Seconds to wait before serving a call that arrives at ``now`` (None: refuse)."""
+        if self.stamp is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < -self.max_queue:
+            return None
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        if method.startswith(f"/{SERVICE_NAME}/") and not method.endswith("/Watch"):
+            delay = self.reserve(asyncio.get_running_loop().time())
+            if delay is None:
+                self.refused += 1
+                return _deny(await continuation(details),
+                             f"server busy: more than {self.max_queue} calls are waiting "
+                             f"(rate limit {self.rate:g}/s); retry later",
+                             grpc.StatusCode.RESOURCE_EXHAUSTED)
+            if delay > 0:
+                self.delayed += 1
+                await asyncio.sleep(delay)
+        return await continuation(details)
 
 
 def is_loopback(address: str) -> bool:
@@ -351,6 +419,7 @@ class Server:
                                         name=f"livetune-server-{run}", daemon=True)
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
+        self.servicer: LiveTuneServicer | None = None
         self._stopped = threading.Event()
 
     def _call(self, coro: Awaitable[Any], timeout: float | None = 30) -> Any:
@@ -404,6 +473,8 @@ def serve(
     journal: str | os.PathLike[str] | bool | None = None,
     discoverable: bool = True,
     max_watchers: int = 256,
+    max_calls_per_second: float | None = 1000.0,
+    watcher_timeout: float = 30.0,
     quiet: bool = False,
 ) -> Server:
     """Serve ``registry`` (default: the process-wide one) on one gRPC address.
@@ -418,6 +489,11 @@ def serve(
         journal: journal path; None picks one under the per-user state directory, False keeps
             none. Ignored when the registry already journals (``livetune train`` sets one).
         discoverable: write the discovery record ``livetune runs`` reads.
+        max_watchers: concurrent ``Watch`` streams allowed.
+        max_calls_per_second: pace unary calls of all clients together to this rate so a
+            client in a tight loop cannot starve the training thread (None: no pacing).
+        watcher_timeout: a watcher that reads nothing for this many seconds while changes
+            wait for it is dropped (``RESOURCE_EXHAUSTED``), so it holds no memory or slot.
         quiet: do not print the start line (it is logged either way).
 
     Returns:
@@ -442,15 +518,23 @@ def serve(
         raise ServeError("TLS needs both tls_cert and tls_key")
 
     if registry.journal is None and journal is not False:
-        path = _default_journal_path(run) if journal in (None, True) else Path(journal)  # type: ignore[arg-type]
-        registry.attach_journal(path, data={"run": run})
+        path = (_default_journal_path(run) if journal is None or journal is True
+                else Path(journal))
+        try:
+            registry.attach_journal(path, data={"run": run})
+        except OSError as exc:
+            raise ServeError(f"cannot write the journal {path}: {exc.strerror or exc}; pass "
+                             "journal=<writable path> (--runs-root for livetune train) or "
+                             "journal=False to run without one") from None
     server = Server(registry, run)
     server.journal_path = registry.journal.path if registry.journal is not None else None
 
     started = time.time()
     run_info = pb.RunInfo(run=run, pid=os.getpid(), started=convert.timestamp(started),
                           journal=str(server.journal_path or ""))
-    servicer = LiveTuneServicer(registry, run_info, max_watchers=max_watchers)
+    servicer = LiveTuneServicer(registry, run_info, max_watchers=max_watchers,
+                                write_timeout=watcher_timeout)
+    server.servicer = servicer
     credentials = None
     if tls_cert and tls_key:
         try:
@@ -462,9 +546,14 @@ def serve(
     notes: list[str] = []
 
     async def start() -> str:
-        interceptors = [TokenAuthInterceptor(token)] if token else []
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if max_calls_per_second:
+            interceptors.append(RateLimitInterceptor(max_calls_per_second))
+        if token:
+            interceptors.append(TokenAuthInterceptor(token))
         grpc_server = grpc.aio.server(
             interceptors=interceptors,
+            maximum_concurrent_rpcs=max_watchers + 1024,
             options=[
                 ("grpc.so_reuseport", 0),  # never share a port with another run
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
