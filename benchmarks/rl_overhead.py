@@ -31,12 +31,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import livetune_rl as lt
-from livetune_rl.envs import REWARD_COMPONENTS  # importing registers the env ids
+from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS  # importing registers the env ids
 from livetune_rl.sb3 import LiveTuneCallback
 from livetune_rl.wrappers import LiveRewardWrapper
 
 ENV_ID = "livetune/HungryThirsty-v0"
-WEIGHTS = {c: (1.0 if c.startswith("not_hungry") else 0.0) for c in REWARD_COMPONENTS}
+WEIGHTS = dict(DEFAULT_REWARD_WEIGHTS)  # the fitness-aligned reward
 
 
 @dataclass

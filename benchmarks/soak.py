@@ -33,7 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import livetune_rl as lt
-from livetune_rl.envs import REWARD_COMPONENTS
+from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS
 from livetune_rl.sb3 import LiveTuneCallback
 from livetune_rl.wrappers import LiveRewardWrapper
 
@@ -49,8 +49,7 @@ class Args:
 
 
 def _env() -> gym.Env:
-    weights = {c: (1.0 if c.startswith("not_hungry") else 0.0) for c in REWARD_COMPONENTS}
-    return LiveRewardWrapper(gym.make(ENV_ID, layout_seed=0), weights)
+    return LiveRewardWrapper(gym.make(ENV_ID, layout_seed=0), DEFAULT_REWARD_WEIGHTS)
 
 
 def rss_bytes() -> int:

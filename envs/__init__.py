@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import gymnasium
 
-from .hungry_thirsty import REWARD_COMPONENTS, Action, HungryThirstyEnv
+from .hungry_thirsty import DEFAULT_REWARD_WEIGHTS, REWARD_COMPONENTS, Action, HungryThirstyEnv
 
-__all__ = ["HUNGRY_THIRSTY_ID", "REWARD_COMPONENTS", "Action", "HungryThirstyEnv"]
+__all__ = ["DEFAULT_REWARD_WEIGHTS", "HUNGRY_THIRSTY_ID", "REWARD_COMPONENTS", "Action",
+           "HungryThirstyEnv"]
 
 HUNGRY_THIRSTY_ID = "livetune/HungryThirsty-v0"
 

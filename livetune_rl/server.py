@@ -56,6 +56,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LiveTune"].full_name
 MAX_REQUEST_BYTES = 1 << 20
 HISTORY_PAGE = 10_000
 CLIENT_METADATA = "x-livetune-client"
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler | None"]]
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -299,8 +300,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails],
-                               Awaitable[grpc.RpcMethodHandler | None]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
@@ -348,8 +348,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails],
-                               Awaitable[grpc.RpcMethodHandler | None]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = details.method

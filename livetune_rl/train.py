@@ -210,11 +210,10 @@ def train(config: TrainConfig) -> Any:
 
     weights = dict(config.reward)
     if config.env == HUNGRY_THIRSTY:
-        from livetune_rl.envs import REWARD_COMPONENTS
+        from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS
 
         # start from the fitness-aligned reward (1 when not hungry); --reward overrides some
-        weights = {c: weights.get(c, 1.0 if c.startswith("not_hungry") else 0.0)
-                   for c in REWARD_COMPONENTS}
+        weights = {**DEFAULT_REWARD_WEIGHTS, **weights}
     vec_cls = SubprocVecEnv if config.vec == "subproc" and config.n_envs > 1 else DummyVecEnv
     venv = make_vec_env(_env_factory(config, weights or None), n_envs=config.n_envs,
                         seed=config.seed, vec_env_cls=vec_cls)
