@@ -110,6 +110,17 @@ def _status(v: VariableState) -> str:
     return f"applied@{v.applied_step}" if v.applied_step is not None else "applied"
 
 
+def _plain(data: Any) -> Any:
+    """For display: numbers that came through protobuf's Struct (always doubles) shown short."""
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    if isinstance(data, float):
+        return int(data) if data.is_integer() and abs(data) < 2**53 else float(f"{data:.6g}")
+    return data
+
+
 def _event_line(e: ChangeEvent) -> str:
     when = dt.datetime.fromtimestamp(e.t).strftime("%Y-%m-%d %H:%M:%S")
     step = f" step={e.step}" if e.step is not None else ""
@@ -120,9 +131,9 @@ def _event_line(e: ChangeEvent) -> str:
     elif e.kind == "applied":
         what = f"applied {e.name} = {_fmt(e.new)} (v{e.applies})"
     elif e.kind == "start":
-        what = f"start {json.dumps(e.data.get('values', {}), sort_keys=True)}"
+        what = f"start {json.dumps(_plain(e.data.get('values', {})), sort_keys=True)}"
     else:
-        what = f"event {e.name} {json.dumps(e.data, sort_keys=True)}"
+        what = f"event {e.name} {json.dumps(_plain(e.data), sort_keys=True)}"
     source = f"  by {e.source}" if e.source and e.kind in ("set", "fire") else ""
     return f"v{e.v:<5} {when}{step}  {what}{source}"
 
