@@ -284,8 +284,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        events = client.history(since=args.since, limit=args.limit, patterns=args.patterns)
+    if args.file:  # a finished (or unreachable) run: read its journal directly
+        import fnmatch
+
+        from .journal import read_journal
+
+        if not os.path.exists(args.file):
+            raise LiveTuneError(f"no journal at {args.file}")
+        events = [e for e in read_journal(args.file) if e.v > args.since and (
+            not args.patterns or any(fnmatch.fnmatchcase(e.name, p) for p in args.patterns))]
+        events = events[-args.limit:] if args.limit else events
+    else:
+        with _client(args) as client:
+            events = client.history(since=args.since, limit=args.limit,
+                                    patterns=args.patterns)
     for e in events:
         if args.json:
             _print_json(e.to_record())
@@ -372,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patterns", nargs="*", help="glob patterns")
     p.add_argument("--since", type=int, default=0, help="only versions after this one")
     p.add_argument("--limit", type=int, default=0, help="only the newest N records")
+    p.add_argument("--file", default=None, metavar="JOURNAL",
+                   help="read a journal file instead (a run that has ended)")
 
     p = add("tune", cmd_tune, "automated tuner: change knobs when an evaluated metric stalls")
     p.add_argument("--metric", default="mean_fitness", help="key of the evaluation events")

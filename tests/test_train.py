@@ -84,6 +84,9 @@ def test_train_is_live_tunable_and_resumes_as_one_run(tmp_path: Path,
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     restarts = [e for e in journal if e.kind == "start"]
     assert len(restarts) == 2 and restarts[1].data["resumed_from"] == str(final)
+    offline = livetune("history", "--file", str(runs / "ht" / "journal.jsonl"), env=user_env)
+    assert offline.returncode == 0 and "fire stop" in offline.stdout
+    assert offline.stdout.count(" start ") == 2
     again = json.loads((final / "live_values.json").read_text())
     assert again["values"]["learning_rate"] == 1e-4
     assert again["values"]["reward.hungry_thirsty"] == -0.5
