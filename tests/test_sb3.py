@@ -372,3 +372,46 @@ def test_checkpoint_live_values_file_is_json(tmp_path: Path) -> None:
     path = callback.checkpoint(tag="manual")
     data = json.loads((path / "live_values.json").read_text())
     assert data["algorithm"] == "PPO" and data["values"]["reward.tilt"] == 0.0
+
+
+def pendulum_parts(obs: Any, action: Any, next_obs: Any, info: dict[str, Any]
+                   ) -> dict[str, float]:
+    return {"upright": float(next_obs[0]), "effort": float(np.square(action).sum())}
+
+
+def make_pendulum() -> gym.Env:
+    return LiveRewardWrapper(gym.make("Pendulum-v1"), {"upright": 1.0, "effort": -0.1},
+                             component_fn=pendulum_parts)
+
+
+def test_td3_learning_rate_reaches_actor_and_critic() -> None:
+    from stable_baselines3 import TD3
+
+    registry = lt.Registry()
+    model = TD3("MlpPolicy", DummyVecEnv([make_pendulum]), learning_starts=10, batch_size=8,
+                buffer_size=500, train_freq=5, seed=0)
+    callback = LiveTuneCallback(registry)
+    callback.attach(model)
+    assert {"learning_rate", "tau", "gamma", "reward.upright"} <= set(registry.names())
+    assert "ent_coef" not in registry and "exploration_rate" not in registry
+    registry.set({"learning_rate": 5e-4, "tau": 0.01})
+    model.learn(30, callback=callback)
+    assert model.actor.optimizer.param_groups[0]["lr"] == 5e-4
+    assert model.critic.optimizer.param_groups[0]["lr"] == 5e-4
+    assert model.tau == 0.01
+
+
+def test_sac_relabels_replay_after_weight_change() -> None:
+    registry = lt.Registry()
+    model = SAC("MlpPolicy", DummyVecEnv([make_pendulum]), learning_starts=10, batch_size=8,
+                buffer_size=500, seed=0, replay_buffer_class=RelabelingReplayBuffer,
+                replay_buffer_kwargs={"components": ["upright", "effort"]})
+    callback = LiveTuneCallback(registry)
+    callback.attach(model)
+    model.learn(40, callback=callback)
+    registry.set({"reward.upright": 0.0, "reward.effort": -2.0, "reward.scale": 0.5})
+    model.learn(12, callback=callback, reset_num_timesteps=False)
+    buffer = model.replay_buffer
+    assert buffer.relabel_count >= 1
+    expected = 0.5 * -2.0 * buffer.components[:buffer.pos, :, 1]
+    np.testing.assert_allclose(buffer.rewards[:buffer.pos], expected, rtol=1e-5, atol=1e-6)
