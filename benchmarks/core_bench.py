@@ -102,7 +102,8 @@ SETTER = """
 """
 
 
-def bench_set_to_seen(count: int, release_gil: bool) -> dict[str, float]:
+def bench_set_to_seen(count: int, release_gil: bool,
+                      switch_interval: float | None = None) -> dict[str, float]:
     reg = lt.Registry()
     var = lt.LiveVariable("x", 0, registry=reg)
     seen: dict[int, int] = {}
@@ -119,7 +120,7 @@ def bench_set_to_seen(count: int, release_gil: bool) -> dict[str, float]:
                 time.sleep(0)
 
     with lt.serve("127.0.0.1:0", registry=reg, journal=False, quiet=True, run="bench",
-                  discoverable=False) as server:
+                  discoverable=False, gil_switch_interval=switch_interval) as server:
         loop = threading.Thread(target=training_loop, daemon=True)
         loop.start()
         result = finish(child(SETTER, server.address, str(count)))
@@ -271,9 +272,11 @@ def main() -> int:
     rows.append(("   var.version != seen (changed?)", f"{hot['version_ns']:.1f} ns", ""))
 
     count = 100 if quick else 500
-    for release in (False, True):
-        r = bench_set_to_seen(count, release)
+    for release, interval in ((False, None), (False, 0.0005), (True, None)):
+        r = bench_set_to_seen(count, release, interval)
         label = "GIL-releasing loop" if release else "pure-Python spin"
+        if interval is not None:
+            label += f", switch interval {interval * 1000:g} ms"
         rows.append((f"2. set (other process) -> seen, {label}",
                      f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms",
                      f"{count} sets ({r['missed']} superseded before a check); "

@@ -230,3 +230,11 @@ def test_server_paces_sets_but_loses_none(registry: lt.Registry, tmp_path: Path)
     assert total <= 200 * 1.5 + 50 + 20  # the rate plus the burst (and timing slack)
     sets = [e for e in lt.read_journal(tmp_path / "j.jsonl") if e.kind == "set"]
     assert len(sets) == total
+
+
+def test_gil_switch_interval_is_set_while_serving_and_restored(registry: lt.Registry) -> None:
+    before = sys.getswitchinterval()
+    with lt.serve("127.0.0.1:0", registry=registry, journal=False, quiet=True,
+                  gil_switch_interval=0.0005):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert sys.getswitchinterval() == pytest.approx(before)
