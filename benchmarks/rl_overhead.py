@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -142,6 +143,7 @@ def main() -> None:
     args = Args(timesteps=4096 if ns.quick else ns.timesteps, repeats=1 if ns.quick
                 else ns.repeats, n_envs=ns.n_envs, extra_vars=ns.extra_vars,
                 watchers=ns.watchers, storm=ns.storm)
+    torch.set_num_threads(1)  # a small MLP: one thread is fastest and least noisy
     run_plain(Args(timesteps=2048))  # warm-up: imports, torch kernels
     plain, live, extras = [], [], []
     for i in range(args.repeats):
