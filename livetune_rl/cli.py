@@ -180,11 +180,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace, name: str | None = None) -> Any:
     from .client import connect
 
     return connect(args.addr, run=args.run, token=args.token, tls_ca=args.cacert,
-                   timeout=args.timeout)
+                   timeout=args.timeout, name=name)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -312,7 +312,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = PolicyConfig(metric=args.metric, knobs=tuple(args.knobs), patience=args.patience,
                           settle=args.settle, min_delta=args.min_delta, step=args.step,
                           target=args.target, max_actions=args.max_actions, seed=args.seed)
-    with _client(args) as client:
+    with _client(args, name="livetune-tune") as client:
         decisions = Tuner(client, config, event=args.event, log=args.log).run(args.seconds)
     actions = [d for d in decisions if d.get("action")]
     print(f"tuner: {len(decisions) - len(actions)} evaluations seen, {len(actions)} changes made")
@@ -411,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import add_parser as add_train  # argparse only: no torch/SB3 imported
 
     add_train(sub)
+    from .vision.cli import add_parser as add_train_vision  # argparse only: no torch imported
+
+    add_train_vision(sub, common)
     return parser
 
 
