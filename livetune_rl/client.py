@@ -73,10 +73,13 @@ class Client:
         token: bearer token (default ``$LIVETUNE_TOKEN``).
         tls_ca: PEM file of the CA that signed the server's certificate: enables TLS.
         timeout: seconds for each unary call.
+        name: who this client is, journaled as the source of its changes with the user, host
+            and peer address (e.g. "livetune-tune").
     """
 
     def __init__(self, address: str, *, token: str | None = None,
-                 tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0) -> None:
+                 tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
+                 name: str | None = None) -> None:
         self.address = address
         self.timeout = timeout
         token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
@@ -88,6 +91,8 @@ class Client:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.LiveTuneStub(self._channel)
         who = f"{getpass.getuser()}@{socket.gethostname()}"
+        if name:
+            who = f"{name} {who}"
         self._metadata: list[tuple[str, str]] = [("x-livetune-client", who)]
         if token:
             self._metadata.append(("authorization", f"Bearer {token}"))
@@ -216,11 +221,12 @@ def resolve_address(address: str | None = None, run: str | None = None) -> tuple
 
 
 def connect(address: str | None = None, *, run: str | None = None, token: str | None = None,
-            tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0) -> Client:
+            tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
+            name: str | None = None) -> Client:
     """A :class:`Client` for ``address``, or for the run named ``run`` (see resolve_address)."""
     target, tls = resolve_address(address, run)
     if tls and tls_ca is None:
         tls_ca = os.environ.get("LIVETUNE_CACERT") or None
         if tls_ca is None:
             raise LiveTuneError(f"{target} serves TLS: pass the CA certificate (--cacert)")
-    return Client(target, token=token, tls_ca=tls_ca, timeout=timeout)
+    return Client(target, token=token, tls_ca=tls_ca, timeout=timeout, name=name)

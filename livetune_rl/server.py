@@ -449,6 +449,11 @@ class Server:
         if self._previous_switch_interval is not None:
             sys.setswitchinterval(self._previous_switch_interval)
 
+    @property
+    def watchers(self) -> int:
+        """Watch streams open now."""
+        return self.servicer.watchers if self.servicer is not None else 0
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stopped (or ``timeout``); True if stopped."""
         return self._stopped.wait(timeout)

@@ -49,6 +49,7 @@ class TrainConfig:
     token: str | None = None
     reward: dict[str, float] = field(default_factory=dict)
     scale: float = 1.0
+    reward_bounds: tuple[float, float] = (-10.0, 10.0)
     layout_seed: int | None = None
     eval_every: int = 20_000
     eval_episodes: int = 10
@@ -69,6 +70,16 @@ def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
         out[key.strip()] = cast(value.strip())
     return out
+
+
+def _bounds(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"LOW {low} is above HIGH {high}")
+    return low, high
 
 
 def _literal(text: str) -> Any:
@@ -96,6 +107,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--reward", default=None, metavar="C=W,...",
                    help="initial reward weights, e.g. hungry_thirsty=-1,not_hungry_thirsty=1")
     p.add_argument("--scale", type=float, default=d.scale, help="initial reward.scale")
+    p.add_argument("--reward-bounds", type=_bounds, default=d.reward_bounds, metavar="LOW,HIGH",
+                   help="bounds of the live reward weights (default -10,10)")
     p.add_argument("--layout-seed", type=int, default=None,
                    help="Hungry-Thirsty food/water layout shared by all envs (default: seed)")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
@@ -124,6 +137,7 @@ def _main(args: argparse.Namespace) -> int:
         env=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
         vec=args.vec, seed=args.seed, run_name=args.run_name, runs_root=args.runs_root,
         bind=args.bind, token=args.token, reward=_parse_pairs(args.reward), scale=args.scale,
+        reward_bounds=args.reward_bounds,
         layout_seed=args.layout_seed, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
@@ -156,7 +170,8 @@ def _resumed_config(given: TrainConfig, timesteps_given: bool) -> TrainConfig:
 
 def _env_factory(config: TrainConfig, weights: dict[str, float] | None) -> Any:
     """A picklable env constructor (SubprocVecEnv sends it to the workers)."""
-    return _EnvFactory(config.env, _env_kwargs(config), weights, config.scale)
+    return _EnvFactory(config.env, _env_kwargs(config), weights, config.scale,
+                       tuple(config.reward_bounds))
 
 
 def _env_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -173,8 +188,9 @@ def _register_envs(env_id: str) -> None:
 
 class _EnvFactory:
     def __init__(self, env_id: str, kwargs: dict[str, Any], weights: dict[str, float] | None,
-                 scale: float) -> None:
+                 scale: float, bounds: tuple[float, float] = (-10.0, 10.0)) -> None:
         self.env_id, self.kwargs, self.weights, self.scale = env_id, kwargs, weights, scale
+        self.bounds = bounds
 
     def __call__(self) -> Any:
         import gymnasium as gym
@@ -184,7 +200,7 @@ class _EnvFactory:
         _register_envs(self.env_id)  # in a SubprocVecEnv worker too
         env = gym.make(self.env_id, **self.kwargs)
         if self.weights:
-            env = LiveRewardWrapper(env, self.weights, scale=self.scale)
+            env = LiveRewardWrapper(env, self.weights, scale=self.scale, bounds=self.bounds)
         return env
 
 

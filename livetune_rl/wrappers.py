@@ -59,7 +59,9 @@ class LiveRewardWrapper(gym.Wrapper):
             None, they are read from ``info["reward_components"]`` (missing ones count 0).
         registry: live mode: register/reuse ``reward.*`` variables there and read them each
             step. None: pushed mode (plain floats, see :meth:`set_reward_weights`).
-        bounds: inclusive bounds of every live weight (and of the scale, which must be >= 0).
+        bounds: inclusive bounds of every live weight.
+        scale_max: upper bound of the live scale (its lower bound is 0); the paper's sigma
+            took values up to 100.
     """
 
     def __init__(
@@ -70,7 +72,8 @@ class LiveRewardWrapper(gym.Wrapper):
         scale: float = 1.0,
         component_fn: ComponentFn | None = None,
         registry: Registry | None = None,
-        bounds: tuple[float, float] = (-100.0, 100.0),
+        bounds: tuple[float, float] = (-10.0, 10.0),
+        scale_max: float = 100.0,
     ) -> None:
         super().__init__(env)
         if not weights:
@@ -79,6 +82,7 @@ class LiveRewardWrapper(gym.Wrapper):
         for name in self.components:
             validate_name(f"{REWARD_PREFIX}.{name}")
         self.bounds = (float(bounds[0]), float(bounds[1]))
+        self.scale_max = float(scale_max)
         self.component_fn = component_fn
         self._weights = [float(weights[c]) for c in self.components]
         self._scale = float(scale)
@@ -94,8 +98,8 @@ class LiveRewardWrapper(gym.Wrapper):
         name = f"{REWARD_PREFIX}.{component}"
         if name in registry:
             return registry.variable(name)  # another copy of this env registered it
-        low = 0.0 if component == SCALE else self.bounds[0]
-        return LiveVariable(name, default, min=low, max=self.bounds[1], registry=registry,
+        low, high = (0.0, self.scale_max) if component == SCALE else self.bounds
+        return LiveVariable(name, default, min=low, max=high, registry=registry,
                             help=f"reward weight of '{component}'" if component != SCALE
                             else "overall reward multiplier")
 
@@ -118,7 +122,8 @@ class LiveRewardWrapper(gym.Wrapper):
         """What a trainer needs to own this wrapper's live variables (used by the SB3 callback
         through ``env_method``): components, current weights and scale, bounds, mode."""
         return {"components": list(self.components), "weights": self.reward_weights(),
-                "scale": self.reward_scale(), "bounds": list(self.bounds), "live": self.live}
+                "scale": self.reward_scale(), "bounds": list(self.bounds),
+                "scale_max": self.scale_max, "live": self.live}
 
     def set_reward_weights(self, weights: Mapping[str, float] | None = None,
                            scale: float | None = None) -> None:

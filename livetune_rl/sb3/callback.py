@@ -204,7 +204,8 @@ class LiveTuneCallback(BaseCallback):
                 f"reward.{component}", float(spec["weights"][component]), min=low, max=high,
                 deferred=True, help=f"reward weight of '{component}'", registry=self.registry)
         self.reward_scale = LiveVariable("reward.scale", float(spec["scale"]), min=0.0,
-                                         max=high, deferred=True,
+                                         max=float(spec.get("scale_max", 100.0)),
+                                         deferred=True,
                                          help="overall reward multiplier (sigma)",
                                          registry=self.registry)
 
