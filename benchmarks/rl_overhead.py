@@ -48,6 +48,7 @@ class Args:
     extra_vars: int = 20
     watchers: int = 1
     storm: int = 0
+    max_calls: float = 0.0  # 0: the server's default pacing
     seed: int = 0
 
 
@@ -80,10 +81,10 @@ def _storm_client(address: str, stop_at: float, counter: Any) -> None:
             try:
                 client.set({"bench.v0": float(sent % 100)})
                 sent += 1
+                with counter.get_lock():
+                    counter.value += 1
             except lt.ClientError:
                 time.sleep(0.001)
-    with counter.get_lock():
-        counter.value += sent
 
 
 def run_live(args: Args) -> tuple[float, dict[str, Any]]:
@@ -92,8 +93,9 @@ def run_live(args: Args) -> tuple[float, dict[str, Any]]:
         lt.LiveVariable(f"bench.v{i}", 0.0, min=-1e9, max=1e9, registry=registry)
     model = _model(_live_env, args)
     callback = LiveTuneCallback(registry)
+    pacing = {"max_calls_per_second": args.max_calls} if args.max_calls else {}
     server = lt.serve("127.0.0.1:0", registry=registry, journal=False, run="bench",
-                      discoverable=False, quiet=True)
+                      discoverable=False, quiet=True, **pacing)
     received = [0]
     clients = [lt.connect(server.address) for _ in range(args.watchers)]
 
@@ -108,15 +110,17 @@ def run_live(args: Args) -> tuple[float, dict[str, Any]]:
     for t in threads:
         t.start()
     storm: list[mp.Process] = []
-    counter = mp.Value("q", 0)
+    spawn = mp.get_context("spawn")  # never fork a process that runs gRPC threads
+    counter = spawn.Value("q", 0)
     if args.storm:
         stop_at = time.time() + 3600
-        storm = [mp.Process(target=_storm_client, args=(server.address, stop_at, counter))
+        storm = [spawn.Process(target=_storm_client, args=(server.address, stop_at, counter))
                  for _ in range(args.storm)]
         for p in storm:
             p.start()
-        time.sleep(1.0)  # let the storm reach full speed before timing
+        time.sleep(3.0)  # let the storm clients start (spawn) and reach full speed
     start = time.perf_counter()
+    counter.value = 0
     model.learn(args.timesteps, callback=callback)
     rate = model.num_timesteps / (time.perf_counter() - start)
     for p in storm:
@@ -126,7 +130,9 @@ def run_live(args: Args) -> tuple[float, dict[str, Any]]:
         c.close()
     server.stop(grace=0)
     callback.close()
-    return rate, {"watch_messages": received[0], "storm_sets": counter.value}
+    elapsed = time.perf_counter() - start
+    return rate, {"watch_messages": received[0], "storm_sets_per_s":
+                  round(counter.value / elapsed) if args.storm else 0}
 
 
 def main() -> None:
@@ -138,11 +144,13 @@ def main() -> None:
     parser.add_argument("--extra-vars", type=int, default=d.extra_vars)
     parser.add_argument("--watchers", type=int, default=d.watchers)
     parser.add_argument("--storm", type=int, default=d.storm)
+    parser.add_argument("--max-calls", type=float, default=d.max_calls,
+                        help="server pacing in calls/s (default: serve()'s)")
     parser.add_argument("--quick", action="store_true", help="4k steps, 1 repeat")
     ns = parser.parse_args()
     args = Args(timesteps=4096 if ns.quick else ns.timesteps, repeats=1 if ns.quick
                 else ns.repeats, n_envs=ns.n_envs, extra_vars=ns.extra_vars,
-                watchers=ns.watchers, storm=ns.storm)
+                watchers=ns.watchers, storm=ns.storm, max_calls=ns.max_calls)
     torch.set_num_threads(1)  # a small MLP: one thread is fastest and least noisy
     run_plain(Args(timesteps=2048))  # warm-up: imports, torch kernels
     plain, live, extras = [], [], []
