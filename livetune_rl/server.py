@@ -438,6 +438,12 @@ class Server:
                     await self._health.enter_graceful_shutdown()
                 assert self._server is not None
                 await self._server.stop(grace)
+                # end what is left (watch streams) so no task is destroyed while pending
+                left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in left:
+                    task.cancel()
+                if left:
+                    await asyncio.wait(left, timeout=2)
 
             with contextlib.suppress(Exception):
                 self._call(shutdown(), timeout=(grace or 0) + 5)
