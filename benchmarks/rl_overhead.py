@@ -32,11 +32,11 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import livetune_rl as lt
-from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS  # importing registers the env ids
+from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS, HUNGRY_THIRSTY_ID  # registers the ids
 from livetune_rl.sb3 import LiveTuneCallback
 from livetune_rl.wrappers import LiveRewardWrapper
 
-ENV_ID = "livetune/HungryThirsty-v0"
+ENV_ID = HUNGRY_THIRSTY_ID
 WEIGHTS = dict(DEFAULT_REWARD_WEIGHTS)  # the fitness-aligned reward
 
 

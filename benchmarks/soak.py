@@ -33,11 +33,11 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import livetune_rl as lt
-from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS
+from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS, HUNGRY_THIRSTY_ID
 from livetune_rl.sb3 import LiveTuneCallback
 from livetune_rl.wrappers import LiveRewardWrapper
 
-ENV_ID = "livetune/HungryThirsty-v0"
+ENV_ID = HUNGRY_THIRSTY_ID
 
 
 @dataclass
