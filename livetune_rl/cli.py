@@ -311,7 +311,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     config = PolicyConfig(metric=args.metric, knobs=tuple(args.knobs), patience=args.patience,
                           settle=args.settle, min_delta=args.min_delta, step=args.step,
-                          target=args.target, max_actions=args.max_actions, seed=args.seed)
+                          target=args.target, max_actions=args.max_actions, seed=args.seed,
+                          judge=args.judge, accept_early=args.accept_early, width=args.width,
+                          credit=args.credit, credit_window=args.credit_window,
+                          credit_min=args.credit_min, credit_rule=args.credit_rule)
     with _client(args, name="livetune-tune") as client:
         decisions = Tuner(client, config, event=args.event, log=args.log).run(args.seconds)
     actions = [d for d in decisions if d.get("action")]
@@ -394,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="variables it may change (bounded numbers only)")
     p.add_argument("--patience", type=int, default=2, help="evaluations without gain = stall")
     p.add_argument("--settle", type=int, default=2, help="evaluations to judge a change")
+    p.add_argument("--judge", type=int, default=0,
+                   help="judge on the mean of the last N settle evaluations (0: all)")
+    p.add_argument("--width", type=int, default=1,
+                   help="variables moved together in one trial (0: all)")
+    p.add_argument("--credit", default=None, metavar="KEY",
+                   help="first move: the reward terms that co-vary with this per-episode key "
+                        "(e.g. fitness) of the events' train_episodes")
+    p.add_argument("--credit-window", type=int, default=200,
+                   help="training episodes the --credit correlations use")
+    p.add_argument("--credit-rule", choices=("fit", "correlate"), default="fit",
+                   help="credit move: least-squares fit of the key on the terms (set the "
+                        "weights to it), or step each weight by the sign of its correlation")
+    p.add_argument("--credit-min", type=float, default=0.1,
+                   help="smallest |correlation| that moves a term's weight")
+    p.add_argument("--accept-early", action="store_true",
+                   help="keep a change as soon as its last --judge evaluations beat the baseline")
     p.add_argument("--min-delta", type=float, default=1.0, help="gain that counts")
     p.add_argument("--step", type=float, default=0.25, help="move, as a fraction of the range")
     p.add_argument("--target", type=float, default=None, help="stop acting at this metric")

@@ -16,7 +16,9 @@ The wrapper runs in two modes:
   connection of their own.
 
 The weights in effect are put in ``info["reward_weights"]`` (and the scale in
-``info["reward_scale"]``) on every step.
+``info["reward_scale"]``) on every step, and on an episode's last step
+``info["episode_reward_components"]`` holds each component's total over the episode (the
+per-term episode sums RL users plot; :class:`~livetune_rl.sb3.LiveTuneCallback` streams them).
 
 Example::
 
@@ -89,6 +91,7 @@ class LiveRewardWrapper(gym.Wrapper):
         self._live: list[LiveVariable] | None = None
         self._live_scale: LiveVariable | None = None
         self._last_obs: Any = None
+        self._episode_totals = [0.0] * len(self.components)
         if registry is not None:
             self._live = [self._variable(registry, c, self._weights[i])
                           for i, c in enumerate(self.components)]
@@ -144,6 +147,7 @@ class LiveRewardWrapper(gym.Wrapper):
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._last_obs = obs
+        self._episode_totals = [0.0] * len(self.components)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -160,10 +164,15 @@ class LiveRewardWrapper(gym.Wrapper):
         else:
             weights, scale = self._weights, self._scale
         total = 0.0
-        for name, weight in zip(self.components, weights, strict=True):
+        totals = self._episode_totals
+        for i, (name, weight) in enumerate(zip(self.components, weights, strict=True)):
             value = parts.get(name)
             if value:
                 total += weight * value
+                totals[i] += value
         info["reward_weights"] = dict(zip(self.components, weights, strict=True))
         info["reward_scale"] = scale
+        if terminated or truncated:
+            info["episode_reward_components"] = dict(zip(self.components, totals, strict=True))
+            self._episode_totals = [0.0] * len(self.components)
         return obs, scale * total, terminated, truncated, info

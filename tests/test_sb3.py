@@ -271,6 +271,35 @@ def test_triggers_checkpoint_evaluate_stop(served: Any, tmp_path: Path) -> None:
     assert values["learning_rate"] == model.learning_rate
 
 
+def test_evaluate_event_carries_the_training_episodes_and_the_budget(tmp_path: Path) -> None:
+    registry = lt.Registry()
+    env = make_vec_env(make_hungry_thirsty, n_envs=2, seed=0)
+    eval_env = make_vec_env(make_hungry_thirsty, n_envs=1, seed=1)
+    model = PPO("MlpPolicy", env, n_steps=200, batch_size=100, n_epochs=1, seed=0)
+    callback = LiveTuneCallback(registry, eval_env=eval_env, n_eval_episodes=1,
+                                eval_every=800, episode_info_keys=("fitness",))
+    with registry.watch() as watcher:
+        model.learn(800, callback=callback)
+        events = [e for e in iter(lambda: watcher.get(timeout=0.1), None)
+                  if e.kind == "event" and e.name == "evaluate"]
+    assert len(events) == 1
+    data = events[0].data
+    assert data["total_timesteps"] == 800
+    episodes = data["train_episodes"]
+    assert len(episodes["fitness"]) == 4  # 2 envs x 400 steps / 200-step episodes
+    terms = [k for k in episodes if k.startswith("reward.")]
+    from livetune_rl.envs import REWARD_COMPONENTS
+
+    assert sorted(terms) == sorted(f"reward.{c}" for c in REWARD_COMPONENTS)
+    for i in range(4):  # every step of an episode is exactly one of the four components
+        assert sum(episodes[k][i] for k in terms) == 200
+        not_hungry = (episodes["reward.not_hungry_thirsty"][i]
+                      + episodes["reward.not_hungry_not_thirsty"][i])
+        assert abs(episodes["fitness"][i] - not_hungry) <= 1  # state a step began vs ended in
+    assert data["train_mean_fitness"] == pytest.approx(np.mean(episodes["fitness"]))
+    assert callback.train_episodes == []  # drained into the event
+
+
 def test_save_load_roundtrip_with_callback_attached(tmp_path: Path) -> None:
     registry = lt.Registry()
     env = DummyVecEnv([make_cartpole])

@@ -68,6 +68,137 @@ def test_policy_respects_target_and_max_actions() -> None:
     assert len(actions) == 2
 
 
+def delayed_learner(values: dict, since: list[int], lag: int) -> float:
+    """Fitness that answers a good reward only ``lag`` evaluations after it was set (as an RL
+    learner does): ``since`` holds the evaluation count at which food > 0.4 began."""
+    return 150.0 if values["reward.food"] > 0.4 and since[0] >= lag else 0.0
+
+
+def run_delayed(config: PolicyConfig, lag: int, evaluations: int = 60) -> dict:
+    reg = registry_with_weights()
+    policy = HillClimbPolicy(config, reg.state().variables)
+    values = reg.values()
+    since = [0]
+    for _ in range(evaluations):
+        since[0] = since[0] + 1 if values["reward.food"] > 0.4 else 0
+        action = policy.observe(delayed_learner(values, since, lag), values)
+        if action is not None:
+            values.update(action.values)
+    return values
+
+
+def test_policy_judging_the_whole_window_misses_a_delayed_answer() -> None:
+    # the answer comes 4 evaluations after the move: a 2-evaluation window reverts it
+    values = run_delayed(PolicyConfig(knobs=("reward.*",), patience=1, settle=2, step=0.5,
+                                      seed=1), lag=4)
+    assert values["reward.food"] <= 0.4
+
+
+def test_policy_judging_the_end_of_a_long_window_keeps_a_delayed_answer() -> None:
+    values = run_delayed(PolicyConfig(knobs=("reward.*",), patience=1, settle=6, judge=2,
+                                      step=0.5, seed=1), lag=4)
+    assert values["reward.food"] > 0.4
+
+
+def test_policy_accepts_early_once_the_last_evaluations_beat_the_baseline() -> None:
+    reg = registry_with_weights()
+    config = PolicyConfig(knobs=("reward.food",), patience=1, settle=10, judge=2,
+                          accept_early=True, step=0.5, min_delta=30.0)
+    policy = HillClimbPolicy(config, reg.state().variables)
+    values = reg.values()
+    assert policy.observe(0.0, values) is None
+    action = policy.observe(0.0, values)
+    assert action is not None and action.kind == "set"
+    values.update(action.values)
+    assert policy.observe(0.0, values) is None
+    assert policy.trial is not None
+    assert policy.observe(50.0, values) is None
+    assert policy.trial is not None  # mean of the last 2 is 25: not 30 better yet
+    assert policy.observe(50.0, values) is None
+    assert policy.trial is None  # kept after 3 of 10 evaluations
+    assert values == {**reg.values(), **action.values}
+
+
+def test_policy_starts_no_trial_the_run_would_end_in() -> None:
+    reg = registry_with_weights()
+    policy = HillClimbPolicy(PolicyConfig(knobs=("reward.*",), patience=1, settle=4),
+                             reg.state().variables)
+    values = reg.values()
+    assert policy.observe(0.0, values, step=1000, total=10_000) is None
+    # stalled, but 4 more evaluations (4000 steps) from step 7000 would pass 10000
+    assert policy.observe(0.0, values, step=7000, total=10_000) is None
+    policy = HillClimbPolicy(PolicyConfig(knobs=("reward.*",), patience=1, settle=4),
+                             reg.state().variables)
+    assert policy.observe(0.0, values, step=1000, total=10_000) is None
+    action = policy.observe(0.0, values, step=2000, total=10_000)
+    assert action is not None and action.kind == "set"
+
+
+def test_policy_config_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="judge"):
+        PolicyConfig(settle=2, judge=3)
+    with pytest.raises(ValueError, match="settle"):
+        PolicyConfig(settle=0)
+
+
+def test_policy_credit_move_follows_the_terms_that_come_with_the_metric() -> None:
+    reg = registry_with_weights()
+    config = PolicyConfig(knobs=("reward.*",), patience=1, settle=2, step=0.25,
+                          credit="fitness", credit_min=0.3, credit_rule="correlate")
+    policy = HillClimbPolicy(config, reg.state().variables)
+    values = reg.values()
+    # episodes where the agent ate more had more 'food' time and less 'water' time
+    episodes = {"fitness": [0.0, 10.0, 20.0, 30.0, 5.0],
+                "reward.food": [0.0, 9.0, 21.0, 29.0, 6.0],
+                "reward.water": [50.0, 40.0, 31.0, 20.0, 44.0],
+                "unrelated": [1.0, 2.0]}  # a key of another length is ignored
+    assert policy.observe(0.0, values, episodes=episodes) is None
+    corr = policy.correlations()
+    assert corr["reward.food"] > 0.9 and corr["reward.water"] < -0.9
+    action = policy.observe(0.0, values, episodes=episodes)
+    assert action is not None and action.kind == "set"
+    assert action.values == {"reward.food": 0.5, "reward.water": -0.5}
+    assert "with fitness" in action.reason
+    values.update(action.values)
+    policy.observe(0.0, values)
+    revert = policy.observe(0.0, values)
+    assert revert is not None and revert.kind == "revert"
+    assert revert.values == {"reward.food": 0.0, "reward.water": 0.0}
+    values.update(revert.values)
+    # the credit move failed from here: the next move is another one
+    action = policy.observe(0.0, values)
+    assert action is not None and action.values != {"reward.food": 0.5, "reward.water": -0.5}
+
+
+def test_policy_credit_fit_sets_the_weights_that_predict_the_metric() -> None:
+    reg = registry_with_weights()
+    config = PolicyConfig(knobs=("reward.*",), patience=1, settle=2, credit="fitness")
+    policy = HillClimbPolicy(config, reg.state().variables)
+    values = reg.values()
+    # each episode is 100 steps of 'food' or 'water' time; the metric counts food time only
+    food = [0.0, 10.0, 30.0, 5.0, 60.0, 25.0]
+    episodes = {"reward.food": food, "reward.water": [100.0 - f for f in food],
+                "fitness": [f * 2.0 for f in food]}
+    assert policy.observe(0.0, values, episodes=episodes) is None
+    fitted = policy.fitted_weights()
+    assert fitted["reward.food"] == pytest.approx(2.0, abs=1e-6)
+    assert fitted["reward.water"] == pytest.approx(0.0, abs=1e-6)
+    action = policy.observe(0.0, values, episodes=episodes)
+    assert action is not None and action.kind == "set"
+    assert action.values == {"reward.food": 1.0}  # scaled to the bound; water stays at 0
+    assert "least-squares fit of fitness" in action.reason
+
+
+def test_policy_moves_width_variables_together() -> None:
+    reg = registry_with_weights()
+    policy = HillClimbPolicy(PolicyConfig(knobs=("reward.*",), patience=1, settle=1, width=0),
+                             reg.state().variables)
+    values = reg.values()
+    policy.observe(0.0, values)
+    action = policy.observe(0.0, values)
+    assert action is not None and set(action.values) == {"reward.food", "reward.water"}
+
+
 def test_tuner_process_tunes_a_live_run_through_the_public_api(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:

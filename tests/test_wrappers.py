@@ -89,3 +89,13 @@ def test_missing_components_count_zero_and_bad_names_are_refused() -> None:
     live = LiveRewardWrapper(Components(), {"a": 1.0}, registry=lt.Registry())
     with pytest.raises(RuntimeError):
         live.set_reward_weights({"a": 2.0})
+
+
+def test_episode_totals_of_each_component_come_on_the_last_step() -> None:
+    env = LiveRewardWrapper(Components(), {"a": 1.0, "b": -1.0})
+    for _ in range(2):  # and they start again from zero after a reset
+        env.reset(seed=0)
+        infos = [env.step(0)[4] for _ in range(9)]
+        assert all("episode_reward_components" not in i for i in infos[:-1])
+        # a=1 on each of 9 steps; b=2 on the 5 odd steps; weights do not enter the totals
+        assert infos[-1]["episode_reward_components"] == {"a": 9.0, "b": 10.0}

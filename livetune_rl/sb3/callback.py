@@ -67,6 +67,10 @@ class _UserKnob:
     every_step: bool
 
 
+_MAX_TRAIN_EPISODES = 1000
+"""Training episodes kept between two evaluations (the oldest are dropped beyond)."""
+
+
 class LiveTuneCallback(BaseCallback):
     """Make an SB3 run live-tunable. See the module docstring for what is applied when.
 
@@ -83,6 +87,14 @@ class LiveTuneCallback(BaseCallback):
         checkpoint_every: also checkpoint every this many env steps (0: only on the trigger).
         reset_reward_stats: with ``VecNormalize(norm_reward=True)`` in the stack, reset its
             return statistics when the reward weights change (else only warn).
+        episode_info_keys: numbers to collect from each training episode's last ``info``
+            (e.g. ``("fitness",)``). With the per-term totals a ``LiveRewardWrapper`` reports
+            (``reward.<component>``), they go into the next ``evaluate`` event as
+            ``train_episodes``: one list per key, one value per training episode ended since
+            the previous evaluation (what ``livetune tune --credit`` correlates), and each
+            key's mean as ``train_mean_<key>`` (a metric ``livetune tune --metric`` can
+            follow: the training policy explores, so it answers a change before the
+            deterministic evaluation does).
         verbose: 1 prints every applied change.
     """
 
@@ -98,6 +110,7 @@ class LiveTuneCallback(BaseCallback):
         eval_every: int = 0,
         checkpoint_every: int = 0,
         reset_reward_stats: bool = True,
+        episode_info_keys: Sequence[str] = (),
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -118,6 +131,8 @@ class LiveTuneCallback(BaseCallback):
         self.last_evaluation: dict[str, Any] | None = None
         self.last_checkpoint: Path | None = None
         self._user_knobs: list[_UserKnob] = []
+        self.episode_info_keys = tuple(episode_info_keys)
+        self.train_episodes: list[dict[str, float]] = []
         self._user_triggers: list[tuple[str, TriggerAction, str]] = []
         self._seen = -1
         self._next_eval = 0
@@ -249,6 +264,10 @@ class LiveTuneCallback(BaseCallback):
             for trig, action in self.triggers.values():
                 if trig.fired(step=self.num_timesteps):
                     self._run_trigger(trig.name, action)
+        for info in self.locals.get("infos", ()):
+            terms = info.get("episode_reward_components")
+            if terms is not None:
+                self._collect_episode(terms, info)
         if self.eval_every and self.num_timesteps >= self._next_eval:
             self._next_eval = self.num_timesteps + self.eval_every
             self.evaluate()
@@ -349,6 +368,24 @@ class LiveTuneCallback(BaseCallback):
             print(f"livetune: checkpoint written to {directory}")
         return directory
 
+    def _collect_episode(self, terms: Mapping[str, float], info: Mapping[str, Any]) -> None:
+        episode = {f"reward.{name}": float(total) for name, total in terms.items()}
+        for key in self.episode_info_keys:
+            value = info.get(key)
+            if isinstance(value, (int, float, np.number)):
+                episode[key] = float(value)
+        self.train_episodes.append(episode)
+        if len(self.train_episodes) > _MAX_TRAIN_EPISODES:
+            del self.train_episodes[0]
+
+    def _drain_train_episodes(self) -> dict[str, list[float]]:
+        """The episodes since the last evaluation, as one list per key (keys all share)."""
+        episodes, self.train_episodes = self.train_episodes, []
+        if not episodes:
+            return {}
+        keys = set.intersection(*(set(e) for e in episodes))
+        return {k: [round(e[k], 6) for e in episodes] for k in sorted(keys)}
+
     def evaluate(self) -> dict[str, Any]:
         """Run ``evaluate_policy`` on the eval env; log, journal and return the result."""
         if self.eval_env is None:
@@ -379,6 +416,15 @@ class LiveTuneCallback(BaseCallback):
             result["std_fitness"] = float(np.std(fitness))
         for key, value in result.items():
             self.logger.record(f"eval/{key}", value)
+        total = getattr(self.model, "_total_timesteps", 0)
+        if total:  # the run's step budget: lets a watcher (the tuner) see how long is left
+            result["total_timesteps"] = int(total)
+        train_episodes = self._drain_train_episodes()
+        if train_episodes:
+            result["train_episodes"] = train_episodes
+            for key in self.episode_info_keys:  # the stochastic policy's side of the metric
+                if key in train_episodes:
+                    result[f"train_mean_{key}"] = float(np.mean(train_episodes[key]))
         self.last_evaluation = result
         self.registry.record_event("evaluate", result, step=self.num_timesteps)
         return result

@@ -100,7 +100,12 @@ class Tuner:
                     metric = change.data.get(self.config.metric)
                     if not isinstance(metric, (int, float)):
                         continue
-                    action = self.policy.observe(float(metric), self.values)
+                    total = change.data.get("total_timesteps")
+                    episodes = change.data.get("train_episodes")
+                    action = self.policy.observe(
+                        float(metric), self.values, step=change.step,
+                        total=int(total) if isinstance(total, (int, float)) else None,
+                        episodes=episodes if isinstance(episodes, dict) else None)
                     self._record({"step": change.step, "metric": metric,
                                   "values": {n: self.values[n] for n in self.policy.tunables}})
                     if action is not None:
