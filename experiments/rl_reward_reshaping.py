@@ -114,11 +114,11 @@ class Args:
 
     seeds: int = 5
     """number of seeds per arm (seeds 0..seeds-1; seed s also picks layout s)"""
-    total_timesteps: int = 150_000
+    total_timesteps: int = 300_000
     """env-step budget of every arm"""
     n_envs: int = 4
     """parallel envs (DummyVecEnv) per run"""
-    eval_every: int = 8_192
+    eval_every: int = 4_096
     """evaluate every N env steps (what the tuner sees)"""
     eval_episodes: int = 10
     """episodes per periodic evaluation"""
@@ -141,9 +141,16 @@ class Args:
     gamma: float = 0.99
     # --- the tuner (``livetune tune``) settings
     tuner_patience: int = 2
-    tuner_settle: int = 2
+    tuner_settle: int = 16
     tuner_min_delta: float = 1.0
     tuner_step: float = 0.25
+    tuner_judge: int = 3
+    tuner_width: int = 1
+    tuner_credit: str = "fitness"
+    tuner_credit_min: float = 0.1
+    tuner_credit_rule: str = "fit"
+    tuner_metric: str = "mean_fitness"
+    tuner_accept_early: bool = True
     tuner_max_actions: int = 50
     out: str = str(REPO / "experiments" / "results")
     """output folder"""
@@ -155,7 +162,7 @@ class Args:
         """Shrink everything for the CI check."""
         self.seeds, self.total_timesteps, self.eval_every = 2, 8_192, 1_024
         self.eval_episodes, self.final_eval_episodes, self.restart_trials = 2, 4, 1
-        self.tuner_patience, self.tuner_settle = 1, 1
+        self.tuner_patience, self.tuner_settle, self.tuner_judge = 1, 2, 1
         self.threshold = 5.0
 
     @property
@@ -242,10 +249,15 @@ def tuner_command(args: Args, address: str, log: Path, seed: int) -> list[str]:
     (its random order of moves is seeded with the run's seed)."""
     exe = Path(sys.executable).parent / "livetune"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "livetune_rl.cli"]
-    return [*base, "--addr", address, "tune", "--metric", "mean_fitness",
+    return [*base, "--addr", address, "tune", "--metric", args.tuner_metric,
             "--knobs", *[f"reward.{c}" for c in COMPONENTS],
             "--patience", str(args.tuner_patience), "--settle", str(args.tuner_settle),
             "--min-delta", str(args.tuner_min_delta), "--step", str(args.tuner_step),
+            "--judge", str(args.tuner_judge), "--width", str(args.tuner_width),
+            *(["--credit", args.tuner_credit, "--credit-min", str(args.tuner_credit_min),
+               "--credit-rule", args.tuner_credit_rule]
+              if args.tuner_credit else []),
+            *(["--accept-early"] if args.tuner_accept_early else []),
             "--max-actions", str(args.tuner_max_actions), "--seed", str(seed), "--log", str(log)]
 
 
@@ -295,7 +307,7 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     registry = Registry()
     live = LiveTuneCallback(registry, run_dir=journals / "checkpoints" / name,
                             eval_env=eval_env, n_eval_episodes=args.eval_episodes,
-                            eval_every=args.eval_every)
+                            eval_every=args.eval_every, episode_info_keys=("fitness",))
     live.attach(model)
     server = serve("127.0.0.1:0", run=f"rlrs-{name}-{os.getpid()}", registry=registry,
                    journal=journal, quiet=True)
