@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .journal import ChangeEvent, Journal
 from .values import (
@@ -53,6 +53,30 @@ from .values import (
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[ChangeEvent], None]
+
+
+class StepCell(Protocol):
+    """Where a registry also publishes its step (a ``ctypes.c_int64`` in shared memory)."""
+
+    value: int
+
+
+class RegistryLink(Protocol):
+    """How a registry served from another process reaches that process.
+
+    Installed by ``serve(out_of_process=True)`` (see :mod:`livetune_rl.sidecar`). While a link
+    is installed the serving process is the authority for versions and the journal: the
+    registry forwards definitions and the training loop's records to it, and sends its own
+    sets and fires there to be committed.
+    """
+
+    def define(self, item: LiveVariable | LiveTrigger) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def record(self, event: ChangeEvent) -> None: ...
+
+    def commit(self, request: tuple[Any, ...]) -> list[ChangeEvent]: ...
 
 
 class LiveVariable:
@@ -317,6 +341,9 @@ class Registry:
 
     Attributes read without a lock by the training loop:
         version: increases by one with every journal record (set, fire, applied, event).
+            Served from another process (``serve(out_of_process=True)``) it still increases
+            with every change seen here, and each variable carries the serving process's
+            version of its last set, but the journal's numbering is the serving process's.
         step: the training step last reported by the loop (``registry.step = n``); stamped on
             every record so the journal says at which step a change arrived or was applied.
     """
@@ -328,11 +355,25 @@ class Registry:
         self._triggers: dict[str, LiveTrigger] = {}
         self._subscribers: list[Subscriber] = []
         self.version = 0
-        self.step: int | None = None
+        self._step: int | None = None
+        self._step_cell: StepCell | None = None
+        self._link: RegistryLink | None = None
         self.journal: Journal | None = None
         self._journal_failed = False
         if journal is not None:
             self.attach_journal(journal)
+
+    @property
+    def step(self) -> int | None:
+        """The training step last reported by the loop (``registry.step = n``)."""
+        return self._step
+
+    @step.setter
+    def step(self, value: int | None) -> None:
+        self._step = value
+        cell = self._step_cell
+        if cell is not None:  # served from another process: it stamps sets with this step
+            cell.value = -1 if value is None else value
 
     # ----------------------------------------------------------------- membership
     def _register(self, item: LiveVariable | LiveTrigger) -> None:
@@ -346,12 +387,16 @@ class Registry:
                 self._vars[item.name] = item
             else:
                 self._triggers[item.name] = item
+            if self._link is not None:
+                self._link.define(item)
 
     def remove(self, name: str) -> None:
         """Forget a variable or trigger (its journal records stay)."""
         with self._lock:
             if self._vars.pop(name, None) is None and self._triggers.pop(name, None) is None:
                 raise UnknownNameError(name, self.names())
+            if self._link is not None:
+                self._link.remove(name)
 
     def names(self) -> list[str]:
         return sorted([*self._vars, *self._triggers])
@@ -412,11 +457,23 @@ class Registry:
                     raise InvalidValueError(f"{name}: set twice in one request")
                 value = var.spec.accept(name, raw)
                 want = (expected or {}).get(name)
-                if want is not None and want != var.version:
+                if want is not None and want != var.version and self._link is None:
                     raise VersionConflictError(
                         f"{name}: expected version {want}, but it is at version {var.version}"
                     )
                 accepted.append((var, value))
+            link = self._link
+            if link is None:
+                return self._commit_set(accepted, source)
+        # Served from another process: it commits (journal, version) and this registry
+        # publishes its answer; no lock held while waiting, the link's receiver needs it.
+        return self._apply_remote(link.commit(
+            ("set", [(var.name, value) for var, value in accepted], dict(expected or {}),
+             source)))
+
+    def _commit_set(self, accepted: list[tuple[LiveVariable, Value]],
+                    source: str) -> list[ChangeEvent]:
+        with self._lock:
             now = time.time()
             events = [
                 ChangeEvent(self.version + i, now, "set", var.name, var.value, value, source,
@@ -438,6 +495,14 @@ class Registry:
         with self._lock:
             self._check_writable()
             trig = self.trigger(name)
+            link = self._link
+            if link is None:
+                return self._commit_fire(trig, source)
+        return self._apply_remote(link.commit(("fire", name, source)))[0]
+
+    def _commit_fire(self, trig: LiveTrigger, source: str) -> ChangeEvent:
+        with self._lock:
+            name = trig.name
             event = ChangeEvent(self.version + 1, time.time(), "fire", name, None,
                                 trig.fires + 1, source, self.step)
             self._write([event])
@@ -478,7 +543,7 @@ class Registry:
             event = ChangeEvent(self.version + 1, time.time(), "applied", name, None,
                                 var.value if value is None else value, "training", step,
                                 version, _jsonable(data or {}))
-            self._write_from_training([event])
+            self._record(event)
             var.applied_version = version
             var.applied_step = step
             self._publish([event])
@@ -495,7 +560,7 @@ class Registry:
             event = ChangeEvent(self.version + 1, time.time(), "event", name, None, None,
                                 source, self.step if step is None else step, None,
                                 _jsonable(data))
-            self._write_from_training([event])
+            self._record(event)
             self._publish([event])
         return event
 
@@ -504,7 +569,7 @@ class Registry:
             step = self.step if step is None else step
             event = ChangeEvent(self.version + 1, time.time(), "applied", trig.name, None,
                                 trig.handled, "training", step, trig.version)
-            self._write_from_training([event])
+            self._record(event)
             self._publish([event])
 
     def _check_writable(self) -> None:
@@ -512,6 +577,52 @@ class Registry:
             raise LiveTuneError(
                 "a subscriber callback cannot change the registry; use watch() and act outside"
             )
+
+    def _record(self, event: ChangeEvent) -> None:
+        """Journal a record of the training loop, or hand it to the serving process (which
+        gives it its own version there) when served from another process."""
+        link = self._link
+        if link is not None:
+            link.record(event)
+        else:
+            self._write_from_training([event])
+
+    def _apply_remote(self, events: list[ChangeEvent]) -> list[ChangeEvent]:
+        """Publish sets and fires committed by the serving process (out-of-process serving).
+
+        Each variable keeps the version the serving process gave it, so ``applied`` records
+        name the right set; an event older than what a variable holds is skipped (a newer
+        one overtook it). ``registry.version`` always moves forward, so a training loop
+        comparing it sees the change. Local subscribers get the events published here.
+        """
+        with self._lock:
+            published: list[ChangeEvent] = []
+            for event in events:
+                if event.kind == "set":
+                    var = self._vars.get(event.name)
+                    if var is None or event.v <= var.version:
+                        continue
+                    var.value = event.new
+                    var.version = event.v
+                    var.changed_at = event.t
+                    var.source = event.source
+                    var.step = event.step
+                elif event.kind == "fire":
+                    trig = self._triggers.get(event.name)
+                    if trig is None or not isinstance(event.new, int) \
+                            or event.new <= trig.fires:
+                        continue
+                    trig.fires = event.new
+                    trig.version = event.v
+                    trig.last_fired = event.t
+                    trig.source = event.source
+                else:
+                    continue
+                published.append(event)
+            if published:
+                self.version = max(self.version + 1, max(e.v for e in published))
+                self._notify(published)
+        return events
 
     def _write(self, events: list[ChangeEvent]) -> None:
         if self.journal is not None:
@@ -532,6 +643,9 @@ class Registry:
 
     def _publish(self, events: list[ChangeEvent]) -> None:
         self.version = events[-1].v
+        self._notify(events)
+
+    def _notify(self, events: list[ChangeEvent]) -> None:
         self._notifying = True
         try:
             for event in events:
@@ -551,6 +665,9 @@ class Registry:
         """Start journaling to ``journal`` (a path or :class:`Journal`) with a ``start`` record
         holding the values in effect, so the journal alone tells the whole history."""
         with self._lock:
+            if self._link is not None:
+                raise LiveTuneError("this registry is served from another process, which "
+                                    "keeps the journal")
             if not isinstance(journal, Journal):
                 journal = Journal(Path(journal))
             if self.journal is not None and self.journal is not journal:

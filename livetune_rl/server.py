@@ -2,7 +2,9 @@
 
 The servicer is a thin adapter: it turns requests into registry calls and registry errors into
 gRPC status codes. It runs on an asyncio gRPC server in one daemon thread, so an idle control
-plane costs the training thread nothing and a hundred watchers cost no thread each.
+plane costs the training thread nothing and a hundred watchers cost no thread each. With
+``serve(out_of_process=True)`` the same server runs in a child process instead
+(:mod:`livetune_rl.sidecar`), so requests cost the training process next to no CPU.
 
 Example::
 
@@ -30,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -49,6 +51,9 @@ from .values import (
     VersionConflictError,
 )
 
+if TYPE_CHECKING:
+    from .sidecar import ProcessServer
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -57,6 +62,7 @@ MAX_REQUEST_BYTES = 1 << 20
 HISTORY_PAGE = 10_000
 CLIENT_METADATA = "x-livetune-client"
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler | None"]]
+Precheck = Callable[[list[tuple[str, object]]], Awaitable[None]]
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -64,7 +70,13 @@ class ServeError(LiveTuneError):
     """The server could not start (address in use, unsafe bind without a token, bad TLS)."""
 
 
+class TrainingUnavailableError(LiveTuneError):
+    """The training process did not answer in time (out-of-process serving); nothing changed."""
+
+
 def _status_of(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, TrainingUnavailableError):
+        return grpc.StatusCode.ABORTED  # answered by the server: the client shows the reason
     if isinstance(exc, (InvalidValueError, InvalidNameError)):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, UnknownNameError):
@@ -88,8 +100,10 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
     """The ``livetune.v1.LiveTune`` service over one registry."""
 
     def __init__(self, registry: Registry, run: pb.RunInfo, *, max_watchers: int = 256,
-                 watch_buffer: int = 4096, write_timeout: float = 30.0) -> None:
+                 watch_buffer: int = 4096, write_timeout: float = 30.0,
+                 precheck: Precheck | None = None) -> None:
         self.registry = registry
+        self.precheck = precheck  # extra validation awaited before a set (out-of-process)
         self.run = run
         self.max_watchers = max_watchers
         self.watch_buffer = watch_buffer
@@ -148,6 +162,8 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                 changes.append((a.name, convert.request_value(a.value, var.type, a.name)))
                 if a.HasField("expected_version"):
                     expected[a.name] = a.expected_version
+            if self.precheck is not None:
+                await self.precheck(changes)
             events = self.registry.set(changes, expected=expected, source=_source(context))
         except Exception as exc:
             await self._fail(context, exc)
@@ -421,6 +437,7 @@ class Server:
         self.servicer: LiveTuneServicer | None = None
         self._previous_switch_interval: float | None = None
         self._stopped = threading.Event()
+        self.start_line = ""
 
     def _call(self, coro: Awaitable[Any], timeout: float | None = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
@@ -490,7 +507,8 @@ def serve(
     watcher_timeout: float = 30.0,
     gil_switch_interval: float | None = None,
     quiet: bool = False,
-) -> Server:
+    out_of_process: bool = False,
+) -> Server | ProcessServer:
     """Serve ``registry`` (default: the process-wide one) on one gRPC address.
 
     Args:
@@ -513,20 +531,51 @@ def serve(
             makes the server wait up to Python's 5 ms interval per request; 0.0005 brings a
             set's delay to such a loop under 1 ms. Loops that call numpy/torch do not need it.
         quiet: do not print the start line (it is logged either way).
+        out_of_process: run the gRPC server, journal and watchers in a child process (see
+            :mod:`livetune_rl.sidecar`): requests then take neither CPU nor the interpreter
+            lock from the training process; committed changes reach it coalesced, at most
+            ~50 wake-ups per second whatever the request rate. ``gil_switch_interval`` is
+            ignored (nothing serves in this process).
 
     Returns:
-        A started :class:`Server`; ``server.stop()`` or ``with serve(...):`` stops it.
+        A started :class:`Server` (a :class:`~livetune_rl.sidecar.ProcessServer` with
+        ``out_of_process=True``); ``server.stop()`` or ``with serve(...):`` stops it.
     """
     registry = registry if registry is not None else default_registry()
+    if out_of_process:
+        from .sidecar import serve_process
+
+        return serve_process(
+            address, run=run, token=token, registry=registry, tls_cert=tls_cert,
+            tls_key=tls_key, insecure=insecure, journal=journal, discoverable=discoverable,
+            max_watchers=max_watchers, max_calls_per_second=max_calls_per_second,
+            watcher_timeout=watcher_timeout, quiet=quiet)
+    return serve_here(
+        address, run=run, token=token, registry=registry, tls_cert=tls_cert, tls_key=tls_key,
+        insecure=insecure, journal=journal, discoverable=discoverable,
+        max_watchers=max_watchers, max_calls_per_second=max_calls_per_second,
+        watcher_timeout=watcher_timeout, gil_switch_interval=gil_switch_interval, quiet=quiet)
+
+
+def check_serve_args(address: str | None, run: str | None, token: str | None,
+                     tls_cert: str | os.PathLike[str] | None,
+                     tls_key: str | os.PathLike[str] | None,
+                     insecure: bool) -> tuple[str, str | None]:
+    """The run name and token :func:`serve` will use; :class:`ServeError` for an unsafe or
+    invalid request (checked in the training process before anything starts).
+
+    Example::
+
+        >>> check_serve_args("127.0.0.1:0", "demo", "t0ken", None, None, False)
+        ('demo', 't0ken')
+    """
     if run is None:
         run = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(sys.argv[0] or "").stem).lstrip("_.-")
         run = run[:64] or "livetune"
     if not _RUN_NAME.fullmatch(run):
         raise ServeError(f"invalid run name {run!r}")
     token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
-    explicit = address is not None
-    address = address or DEFAULT_ADDRESS
-    if not is_loopback(address) and not token and not insecure:
+    if not is_loopback(address or DEFAULT_ADDRESS) and not token and not insecure:
         raise ServeError(
             f"refusing to serve on non-loopback address {address} without a token: anyone who "
             "can reach it could change this run. Pass token=... (or --token), or insecure=True "
@@ -534,6 +583,45 @@ def serve(
         )
     if bool(tls_cert) != bool(tls_key):
         raise ServeError("TLS needs both tls_cert and tls_key")
+    return run, token
+
+
+def serve_here(
+    address: str | None = None,
+    *,
+    run: str | None = None,
+    token: str | None = None,
+    registry: Registry | None = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
+    insecure: bool = False,
+    journal: str | os.PathLike[str] | bool | None = None,
+    discoverable: bool = True,
+    max_watchers: int = 256,
+    max_calls_per_second: float | None = 1000.0,
+    watcher_timeout: float = 30.0,
+    gil_switch_interval: float | None = None,
+    quiet: bool = False,
+    pid: int | None = None,
+    precheck: Precheck | None = None,
+) -> Server:
+    """:func:`serve` in this process (the in-process mode; also what the serving child of
+    ``out_of_process=True`` runs). ``pid`` is the process clients are told about and that
+    discovery checks for liveness (default: this one); ``precheck`` is awaited before each
+    set (the child forwards custom checks to the training process with it).
+
+    Example::
+
+        >>> server = serve_here("127.0.0.1:0", registry=Registry(), journal=False,
+        ...                     discoverable=False, quiet=True)   # doctest: +SKIP
+    """
+    registry = registry if registry is not None else default_registry()
+    run, token = check_serve_args(address, run, token, tls_cert, tls_key, insecure)
+    if registry._link is not None:
+        raise ServeError("this registry is already served from another process")
+    explicit = address is not None
+    address = address or DEFAULT_ADDRESS
+    pid = os.getpid() if pid is None else pid
 
     if registry.journal is None and journal is not False:
         path = (_default_journal_path(run) if journal is None or journal is True
@@ -548,10 +636,10 @@ def serve(
     server.journal_path = registry.journal.path if registry.journal is not None else None
 
     started = time.time()
-    run_info = pb.RunInfo(run=run, pid=os.getpid(), started=convert.timestamp(started),
+    run_info = pb.RunInfo(run=run, pid=pid, started=convert.timestamp(started),
                           journal=str(server.journal_path or ""))
     servicer = LiveTuneServicer(registry, run_info, max_watchers=max_watchers,
-                                write_timeout=watcher_timeout)
+                                write_timeout=watcher_timeout, precheck=precheck)
     server.servicer = servicer
     credentials = None
     if tls_cert and tls_key:
@@ -628,17 +716,18 @@ def serve(
     if discoverable:
         try:
             server.record_path = discovery.write_record(discovery.RunRecord(
-                run=run, address=server.address, pid=os.getpid(), started=started,
+                run=run, address=server.address, pid=pid, started=started,
                 journal=str(server.journal_path or ""), token_required=bool(token),
                 tls=credentials is not None,
-                pid_start_ticks=discovery.process_start_ticks(os.getpid()),
+                pid_start_ticks=discovery.process_start_ticks(pid),
             ))
         except OSError as exc:
             log.warning("livetune: cannot write the discovery record (%s); `livetune runs` "
                         "will not list this run, use --addr %s", exc, server.address)
     atexit.register(server.stop)
-    line = (f"livetune: {''.join(notes)}run {run!r} serving on {server.address} (pid {os.getpid()}"
+    line = (f"livetune: {''.join(notes)}run {run!r} serving on {server.address} (pid {pid}"
             f"{', token required' if token else ''}{', TLS' if credentials else ''})")
+    server.start_line = line
     log.info(line)
     if not quiet:
         print(line, file=sys.stderr, flush=True)
