@@ -63,6 +63,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     resume: str | None = None
+    serve_process: bool = False
 
 
 def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
@@ -129,6 +130,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR",
                    help="continue a run from runs/<name>/checkpoints/<tag>: its settings, "
                         "model, replay buffer and live values; the journal goes on")
+    p.add_argument("--serve-process", action="store_true",
+                   help="serve from a child process: requests (even a storm of them) take "
+                        "no CPU from the training process; changes reach it coalesced, at "
+                        "most ~50 times/s")
     p.set_defaults(func=_main)
 
 
@@ -144,7 +149,7 @@ def _main(args: argparse.Namespace) -> int:
         layout_seed=args.layout_seed, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
-        threads=args.threads, resume=args.resume,
+        threads=args.threads, resume=args.resume, serve_process=args.serve_process,
     )
     if config.resume:
         config = _resumed_config(config, args.timesteps != TrainConfig.timesteps)
@@ -166,6 +171,7 @@ def _resumed_config(given: TrainConfig, timesteps_given: bool) -> TrainConfig:
     saved.run_name = checkpoint.parent.parent.name
     saved.runs_root = str(checkpoint.parent.parent.parent)
     saved.bind, saved.token, saved.progress = given.bind, given.token, given.progress
+    saved.serve_process = given.serve_process
     if timesteps_given:
         saved.timesteps = given.timesteps
     return saved
@@ -276,14 +282,15 @@ def train(config: TrainConfig) -> Any:
     callback = LiveTuneCallback(registry, run_dir=run_dir, eval_env=eval_env,
                                 n_eval_episodes=config.eval_episodes,
                                 eval_every=config.eval_every,
-                                checkpoint_every=config.checkpoint_every)
+                                checkpoint_every=config.checkpoint_every,
+                                episode_info_keys=("fitness",))  # for `livetune tune --credit`
     callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
     restore = {n: v for n, v in saved_values.items()
                if n in registry and registry.variable(n).value != v}
     if restore:  # live values in effect at the checkpoint: journaled, applied at the start
         registry.set(restore, source="resume")
     server = serve(config.bind, run=name, token=config.token, registry=registry,
-                   journal=journal)
+                   journal=journal, out_of_process=config.serve_process)
     example = next(iter(weights), None)
     target = f"--run {name}" if config.bind is None else f"--addr {server.address}"
     print(f"run directory: {run_dir}   TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
