@@ -11,6 +11,7 @@ Run::
 
     python benchmarks/soak.py --minutes 15
     python benchmarks/soak.py --minutes 1 --clients 2      # a quick look
+    python benchmarks/soak.py --minutes 5 --serve-process  # served from a child process
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ class Args:
     clients: int = 3
     every: float = 30.0
     seed: int = 0
+    serve_process: bool = False
 
 
 def _env() -> gym.Env:
     return LiveRewardWrapper(gym.make(ENV_ID, layout_seed=0), DEFAULT_REWARD_WEIGHTS)
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status") as status:
+def rss_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
@@ -117,9 +119,10 @@ def client_process(address: str, stop_at: float, seed: int, log_path: str) -> No
 class Sampler(BaseCallback):
     """Samples memory, threads and fds every ``every`` seconds of wall time."""
 
-    def __init__(self, every: float) -> None:
+    def __init__(self, every: float, child: int | None = None) -> None:
         super().__init__()
         self.every = every
+        self.child = child  # the serving process (out-of-process serving)
         self.next = time.time()
         self.started = time.time()
         self.samples: list[dict[str, float]] = []
@@ -132,8 +135,13 @@ class Sampler(BaseCallback):
                                  "threads": os_threads(), "fds": open_fds(),
                                  "steps": self.num_timesteps})
             s = self.samples[-1]
+            extra = ""
+            if self.child is not None:
+                with contextlib.suppress(OSError):
+                    s["child_rss_mb"] = rss_bytes(self.child) / 2**20
+                    extra = f"  serving process rss {s['child_rss_mb']:6.1f} MB"
             print(f"{s['minute']:6.1f} min  rss {s['rss_mb']:7.1f} MB  threads {s['threads']:3d}  "
-                  f"fds {s['fds']:4d}  steps {s['steps']}", flush=True)
+                  f"fds {s['fds']:4d}  steps {s['steps']}{extra}", flush=True)
         return True
 
 
@@ -143,8 +151,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=d.minutes)
     parser.add_argument("--clients", type=int, default=d.clients)
     parser.add_argument("--every", type=float, default=d.every)
+    parser.add_argument("--serve-process", action="store_true",
+                        help="serve(out_of_process=True): the server runs in a child process")
     ns = parser.parse_args()
-    args = Args(minutes=ns.minutes, clients=ns.clients, every=ns.every)
+    args = Args(minutes=ns.minutes, clients=ns.clients, every=ns.every,
+                serve_process=ns.serve_process)
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="livetune-soak-"))
     registry = lt.Registry()
@@ -154,7 +165,8 @@ def main() -> None:
     callback = LiveTuneCallback(registry, run_dir=work, eval_env=eval_env, n_eval_episodes=2)
     callback.attach(model)
     server = lt.serve("127.0.0.1:0", registry=registry, journal=work / "journal.jsonl",
-                      run="soak", quiet=True, discoverable=False)
+                      run="soak", quiet=True, discoverable=False,
+                      out_of_process=args.serve_process)
     stop_at = time.time() + args.minutes * 60
     logs = [str(work / f"client-{i}.jsonl") for i in range(args.clients)]
     spawn = mp.get_context("spawn")  # never fork a process that runs gRPC threads
@@ -162,7 +174,7 @@ def main() -> None:
              for i in range(args.clients)]
     for p in procs:
         p.start()
-    sampler = Sampler(args.every)
+    sampler = Sampler(args.every, getattr(server, "pid", None) if args.serve_process else None)
 
     class Until(BaseCallback):
         def _on_step(self) -> bool:
@@ -181,7 +193,9 @@ def main() -> None:
     first, last = sampler.samples[1] if len(sampler.samples) > 1 else sampler.samples[0], \
         sampler.samples[-1]
     print()
-    print(f"soak {args.minutes:g} min, {args.clients} client processes, {model.num_timesteps} "
+    print(f"soak {args.minutes:g} min, {args.clients} client processes, "
+          f"{'out-of-process' if args.serve_process else 'in-process'} server, "
+          f"{model.num_timesteps} "
           f"env steps, {len(acked)} acknowledged sets, {len(journal)} journal records")
     print(f"lost updates: {len(lost)}   journal version gaps: {len(gaps)}")
     print(f"rss {first['rss_mb']:.1f} -> {last['rss_mb']:.1f} MB, threads {first['threads']} -> "
