@@ -133,6 +133,7 @@ class LiveTuneCallback(BaseCallback):
         self._user_knobs: list[_UserKnob] = []
         self.episode_info_keys = tuple(episode_info_keys)
         self.train_episodes: list[dict[str, float]] = []
+        self._reward_wrapped = False
         self._user_triggers: list[tuple[str, TriggerAction, str]] = []
         self._seen = -1
         self._next_eval = 0
@@ -184,6 +185,8 @@ class LiveTuneCallback(BaseCallback):
             target = self.step_knobs if k.every_step else self.train_knobs
             target.add(k.name, k.default, k.apply, min=k.min, max=k.max, choices=k.choices,
                        help=k.help, check=k.check)
+        env = model.get_env()
+        self._reward_wrapped = env is not None and env.has_attr("get_reward_spec")
         if self.own_reward:
             self._register_reward()
         builtin: list[tuple[str, TriggerAction, str]] = [
@@ -208,7 +211,7 @@ class LiveTuneCallback(BaseCallback):
 
     def _register_reward(self) -> None:
         env = self.training_env
-        if not env.has_attr("get_reward_spec"):
+        if not self._reward_wrapped:
             return
         spec = env.env_method("get_reward_spec", indices=[0])[0]
         if spec.get("live"):
@@ -264,10 +267,11 @@ class LiveTuneCallback(BaseCallback):
             for trig, action in self.triggers.values():
                 if trig.fired(step=self.num_timesteps):
                     self._run_trigger(trig.name, action)
-        for info in self.locals.get("infos", ()):
-            terms = info.get("episode_reward_components")
-            if terms is not None:
-                self._collect_episode(terms, info)
+        if self._reward_wrapped:  # only a LiveRewardWrapper reports episode term totals
+            for info in self.locals.get("infos", ()):
+                terms = info.get("episode_reward_components")
+                if terms is not None:
+                    self._collect_episode(terms, info)
         if self.eval_every and self.num_timesteps >= self._next_eval:
             self._next_eval = self.num_timesteps + self.eval_every
             self.evaluate()

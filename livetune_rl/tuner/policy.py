@@ -165,6 +165,13 @@ def _pearson(x: Sequence[float], y: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy)
 
 
+def _changed(target: Mapping[str, float], values: Mapping[str, Value]) -> dict[str, float]:
+    """The entries of ``target`` that differ from ``values``."""
+    return {n: v for n, v in target.items()
+            if not math.isclose(v, float(values[n]),  # type: ignore[arg-type]
+                                rel_tol=1e-9, abs_tol=1e-12)}
+
+
 def _least_squares(x: Sequence[Sequence[float]], y: Sequence[float]) -> list[float]:
     """Solve ``min |x w - y|`` by the normal equations (a tiny ridge keeps them solvable)."""
     k = len(x[0])
@@ -212,7 +219,7 @@ class HillClimbPolicy:
         self.tried: set[Move] = set()
         self.step = config.step
         self.actions = 0
-        self.steps: list[int] = []
+        self.last_step: int | None = None
         self.episodes: deque[dict[str, float]] = deque(maxlen=config.credit_window)
         self._rng = random.Random(config.seed)
 
@@ -283,12 +290,8 @@ class HillClimbPolicy:
         c = self.config
         if c.credit_rule == "correlate":
             corr = self.correlations()
-            target = {}
-            for name, r in sorted(corr.items()):
-                if abs(r) >= c.credit_min:
-                    current = float(values[name])  # type: ignore[arg-type]
-                    target[name] = self.tunables[name].moved(current, 1 if r > 0 else -1,
-                                                             self.step)
+            target = self._stepped(tuple((n, 1 if r > 0 else -1) for n, r in sorted(corr.items())
+                                         if abs(r) >= c.credit_min), values)
             why = ", ".join(f"{n} r={corr[n]:+.2f}" for n in target)
             return target, f"correlation with {c.credit}: {why}"
         fitted = self.fitted_weights()
@@ -302,12 +305,15 @@ class HillClimbPolicy:
         why = ", ".join(f"{n} {w:+.3g}" for n, w in fitted.items())
         return target, f"least-squares fit of {c.credit} on the reward terms: {why}"
 
+    def _stepped(self, move: Move, values: Mapping[str, Value]) -> dict[str, float]:
+        """Where ``move`` takes each of its variables from ``values`` (clipped to bounds)."""
+        return {n: self.tunables[n].moved(float(values[n]), d, self.step)  # type: ignore[arg-type]
+                for n, d in move}
+
     def _credit_move(self, values: Mapping[str, Value]
                      ) -> tuple[Move, dict[str, float], str] | None:
         target, why = self._credit_target(values)
-        new = {n: v for n, v in target.items()
-               if not math.isclose(v, float(values[n]),  # type: ignore[arg-type]
-                                   rel_tol=1e-9, abs_tol=1e-12)}
+        new = _changed(target, values)
         # a fit that lands within half a step of where we are is noise, not a move
         if not any(abs(v - float(values[n])) >= self.step / 2 * self.tunables[n].span  # type: ignore[arg-type]
                    for n, v in new.items()):
@@ -321,12 +327,7 @@ class HillClimbPolicy:
     def _next_move(self, values: Mapping[str, Value]) -> tuple[Move, dict[str, float]] | None:
         for _ in range(2):
             for move in self._moves():
-                new = {}
-                for name, direction in move:
-                    current = float(values[name])  # type: ignore[arg-type]
-                    moved = self.tunables[name].moved(current, direction, self.step)
-                    if not math.isclose(moved, current, rel_tol=1e-9, abs_tol=1e-12):
-                        new[name] = moved
+                new = _changed(self._stepped(move, values), values)
                 if new:
                     return move, new
                 self.tried.add(move)
@@ -343,9 +344,9 @@ class HillClimbPolicy:
 
     def _out_of_time(self, step: int | None, total: int | None) -> bool:
         """True when a trial started now could not be judged before the run's last step."""
-        if step is None or total is None or not self.steps:
+        if step is None or total is None or self.last_step is None:
             return False
-        interval = step - self.steps[-1]
+        interval = step - self.last_step
         return interval > 0 and step + self.config.settle * interval > total
 
     def observe(self, metric: float, values: Mapping[str, Value], *, step: int | None = None,
@@ -362,7 +363,7 @@ class HillClimbPolicy:
             self._add_episodes(episodes)
         out_of_time = self._out_of_time(step, total)
         if step is not None:
-            self.steps.append(step)
+            self.last_step = step
         if self.trial is not None:
             self.trial.scores.append(metric)
             judged = self.trial.scores[-c.judged:]
