@@ -121,6 +121,16 @@ def _plain(data: Any) -> Any:
     return data
 
 
+def _brief(data: Any) -> Any:
+    """``data`` with every list shown as its length (per-episode series stay readable; the
+    full record is in ``--json``)."""
+    if isinstance(data, dict):
+        return {k: _brief(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return f"<{len(data)} values>"
+    return data
+
+
 def _event_line(e: ChangeEvent) -> str:
     when = dt.datetime.fromtimestamp(e.t).strftime("%Y-%m-%d %H:%M:%S")
     step = f" step={e.step}" if e.step is not None else ""
@@ -133,7 +143,7 @@ def _event_line(e: ChangeEvent) -> str:
     elif e.kind == "start":
         what = f"start {json.dumps(_plain(e.data.get('values', {})), sort_keys=True)}"
     else:
-        what = f"event {e.name} {json.dumps(_plain(e.data), sort_keys=True)}"
+        what = f"event {e.name} {json.dumps(_brief(_plain(e.data)), sort_keys=True)}"
     source = f"  by {e.source}" if e.source and e.kind in ("set", "fire") else ""
     return f"v{e.v:<5} {when}{step}  {what}{source}"
 

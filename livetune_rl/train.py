@@ -321,5 +321,6 @@ def train(config: TrainConfig) -> Any:
     print(f"done: {steps} steps in {elapsed:.1f}s ({steps / max(elapsed, 1e-9):.0f} steps/s); "
           f"last checkpoint {final}; journal {run_dir / 'journal.jsonl'}")
     if callback.last_evaluation:
-        print(f"last evaluation: {json.dumps(callback.last_evaluation)}")
+        shown = {k: v for k, v in callback.last_evaluation.items() if k != "train_episodes"}
+        print(f"last evaluation: {json.dumps(shown)}")
     return model
