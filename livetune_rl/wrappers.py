@@ -16,7 +16,9 @@ The wrapper runs in two modes:
   connection of their own.
 
 The weights in effect are put in ``info["reward_weights"]`` (and the scale in
-``info["reward_scale"]``) on every step, and on an episode's last step
+``info["reward_scale"]``) on every step: one read-only mapping shared by the steps until the
+weights change, so the step loop neither builds nor (in SB3's ``DummyVecEnv``, which
+deep-copies every info) copies a dict per step. On an episode's last step
 ``info["episode_reward_components"]`` holds each component's total over the episode (the
 per-term episode sums RL users plot; :class:`~livetune_rl.sb3.LiveTuneCallback` streams them).
 
@@ -48,6 +50,37 @@ ComponentFn = Callable[[Any, Any, Any, dict[str, Any]], Mapping[str, float]]
 
 REWARD_PREFIX = "reward"
 SCALE = "scale"
+
+
+class RewardWeights(dict[str, float]):
+    """The weights in effect, as ``info["reward_weights"]`` holds them: a read-only ``dict``
+    that copies (``copy``/``deepcopy``/pickle) as cheaply as it can, shared by every step until
+    the weights change.
+
+    Example::
+
+        >>> import copy
+        >>> w = RewardWeights({"a": 1.0})
+        >>> w == {"a": 1.0}, copy.deepcopy(w) is w
+        (True, True)
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("info['reward_weights'] is read-only; set the live variables instead")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only  # type: ignore[assignment]
+
+    def __copy__(self) -> RewardWeights:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RewardWeights:
+        return self
+
+    def __reduce__(self) -> tuple[type[RewardWeights], tuple[dict[str, float]]]:
+        return RewardWeights, (dict(self),)
 
 
 class LiveRewardWrapper(gym.Wrapper):
@@ -92,6 +125,7 @@ class LiveRewardWrapper(gym.Wrapper):
         self._live_scale: LiveVariable | None = None
         self._last_obs: Any = None
         self._episode_totals = [0.0] * len(self.components)
+        self._shown: tuple[list[float], RewardWeights] = ([], RewardWeights())
         if registry is not None:
             self._live = [self._variable(registry, c, self._weights[i])
                           for i, c in enumerate(self.components)]
@@ -155,9 +189,9 @@ class LiveRewardWrapper(gym.Wrapper):
         if self.component_fn is not None:
             parts = self.component_fn(self._last_obs, action, obs, info)
             info["reward_components"] = dict(parts)
+            self._last_obs = obs
         else:
             parts = info.get("reward_components") or {}
-        self._last_obs = obs
         if self._live is not None:  # hot path: one attribute load per weight
             weights = [v.value for v in self._live]
             scale = self._live_scale.value  # type: ignore[union-attr]
@@ -165,12 +199,16 @@ class LiveRewardWrapper(gym.Wrapper):
             weights, scale = self._weights, self._scale
         total = 0.0
         totals = self._episode_totals
-        for i, (name, weight) in enumerate(zip(self.components, weights, strict=True)):
+        for i, name in enumerate(self.components):
             value = parts.get(name)
             if value:
-                total += weight * value
+                total += weights[i] * value
                 totals[i] += value
-        info["reward_weights"] = dict(zip(self.components, weights, strict=True))
+        shown, mapping = self._shown
+        if weights != shown:  # a new shared mapping only when the weights change
+            mapping = RewardWeights(zip(self.components, weights, strict=True))
+            self._shown = (list(weights), mapping)
+        info["reward_weights"] = mapping
         info["reward_scale"] = scale
         if terminated or truncated:
             info["episode_reward_components"] = dict(zip(self.components, totals, strict=True))

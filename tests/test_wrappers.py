@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +41,21 @@ def test_live_mode_reads_registry_every_step() -> None:
     _, reward, _, _, info = env.step(0)  # t=3: b=2
     assert reward == pytest.approx(2.0 * (1.0 + 0.5 * 2.0))
     assert info["reward_weights"] == {"a": 1.0, "b": 0.5} and info["reward_scale"] == 2.0
+
+
+def test_reward_weights_info_is_shared_until_a_change_read_only_and_cheap_to_copy() -> None:
+    reg = lt.Registry()
+    env = LiveRewardWrapper(Components(), {"a": 1.0, "b": 0.0}, registry=reg)
+    env.reset(seed=0)
+    first = env.step(0)[4]["reward_weights"]
+    assert env.step(0)[4]["reward_weights"] is first  # no dict built per step
+    with pytest.raises(TypeError, match="read-only"):
+        first["a"] = 5.0
+    assert copy.deepcopy([first])[0] is first  # what DummyVecEnv does to every info
+    assert pickle.loads(pickle.dumps(first)) == {"a": 1.0, "b": 0.0}  # SubprocVecEnv
+    reg.set({"reward.b": 0.5})
+    after = env.step(0)[4]["reward_weights"]
+    assert after == {"a": 1.0, "b": 0.5} and first == {"a": 1.0, "b": 0.0}
 
 
 def test_copies_share_live_variables() -> None:
