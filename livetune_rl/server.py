@@ -60,6 +60,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LiveTune"].full_name
 MAX_REQUEST_BYTES = 1 << 20
 HISTORY_PAGE = 10_000
+# unary calls/s of all clients together: a human, a tuner or a polling dashboard needs far
+# less; a storm paced to it costs ~a quarter of a core (clients, server and watcher together)
+MAX_CALLS_PER_SECOND = 100.0
 CLIENT_METADATA = "x-livetune-client"
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler | None"]]
 Precheck = Callable[[list[tuple[str, object]]], Awaitable[None]]
@@ -503,7 +506,7 @@ def serve(
     journal: str | os.PathLike[str] | bool | None = None,
     discoverable: bool = True,
     max_watchers: int = 256,
-    max_calls_per_second: float | None = 1000.0,
+    max_calls_per_second: float | None = MAX_CALLS_PER_SECOND,
     watcher_timeout: float = 30.0,
     gil_switch_interval: float | None = None,
     quiet: bool = False,
@@ -522,8 +525,9 @@ def serve(
             none. Ignored when the registry already journals (``livetune train`` sets one).
         discoverable: write the discovery record ``livetune runs`` reads.
         max_watchers: concurrent ``Watch`` streams allowed.
-        max_calls_per_second: pace unary calls of all clients together to this rate so a
-            client in a tight loop cannot starve the training thread (None: no pacing).
+        max_calls_per_second: pace unary calls of all clients together to this rate (default
+            100/s; a call beyond it waits its turn) so clients in a tight loop cannot starve
+            the training run of CPU (None: no pacing).
         watcher_timeout: a watcher that reads nothing for this many seconds while changes
             wait for it is dropped (``RESOURCE_EXHAUSTED``), so it holds no memory or slot.
         gil_switch_interval: set ``sys.setswitchinterval`` while serving (restored at stop).
@@ -598,7 +602,7 @@ def serve_here(
     journal: str | os.PathLike[str] | bool | None = None,
     discoverable: bool = True,
     max_watchers: int = 256,
-    max_calls_per_second: float | None = 1000.0,
+    max_calls_per_second: float | None = MAX_CALLS_PER_SECOND,
     watcher_timeout: float = 30.0,
     gil_switch_interval: float | None = None,
     quiet: bool = False,

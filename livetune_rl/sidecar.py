@@ -1,6 +1,7 @@
 """Out-of-process serving: the gRPC server runs in a child process, training keeps attributes.
 
-``serve(out_of_process=True)`` (``livetune train --serve-process``) starts a child Python
+``serve(out_of_process=True)`` (what ``livetune train`` and ``train-vision`` do unless given
+``--no-serve-process``) starts a child Python
 process (``python -m livetune_rl.sidecar``: a fresh interpreter, never a fork of a process
 holding torch threads, and the user's script is not re-imported) that runs the usual asyncio
 gRPC server (pacing, token, TLS, health, reflection, watchers, discovery record) over a
@@ -12,7 +13,7 @@ One socket pair links the two:
 
 * child -> training: committed sets and fires, **coalesced**: a change is sent at once if
   nothing was sent in the last 20 ms, else the latest event per name is sent at the end of
-  the window, so a storm of 1,000 sets/s wakes the training process at most ~50 times/s.
+  the window, so a storm of any rate wakes the training process at most ~50 times/s.
   A receiver thread there blocks on the socket (no interpreter lock held while it waits) and
   publishes the values with the versions the child gave them.
 * training -> child: definitions (also those made after serving started), the training
@@ -70,6 +71,7 @@ from . import discovery
 from .journal import ChangeEvent, Journal
 from .registry import LiveTrigger, LiveVariable, Registry, default_registry
 from .server import (
+    MAX_CALLS_PER_SECOND,
     ServeError,
     Server,
     TrainingUnavailableError,
@@ -343,7 +345,7 @@ def serve_process(
     journal: str | os.PathLike[str] | bool | None = None,
     discoverable: bool = True,
     max_watchers: int = 256,
-    max_calls_per_second: float | None = 1000.0,
+    max_calls_per_second: float | None = MAX_CALLS_PER_SECOND,
     watcher_timeout: float = 30.0,
     quiet: bool = False,
     niceness: int = NICENESS,

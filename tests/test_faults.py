@@ -232,6 +232,18 @@ def test_server_paces_sets_but_loses_none(registry: lt.Registry, tmp_path: Path)
     assert len(sets) == total
 
 
+def test_default_pacing_is_100_calls_per_second(registry: lt.Registry) -> None:
+    assert lt.serve.__kwdefaults__["max_calls_per_second"] == 100.0
+    with lt.serve("127.0.0.1:0", registry=registry, journal=False, quiet=True) as server, \
+            lt.connect(server.address) as client:
+        client.get("lr")  # connected
+        acked, start = 0, time.monotonic()
+        while time.monotonic() - start < 1.0:
+            client.set({"lr": 0.5})
+            acked += 1
+    assert 50 <= acked <= 100 * 1.0 + 50 + 10  # the burst, then the rate
+
+
 def test_gil_switch_interval_is_set_while_serving_and_restored(registry: lt.Registry) -> None:
     before = sys.getswitchinterval()
     with lt.serve("127.0.0.1:0", registry=registry, journal=False, quiet=True,
