@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .server import MAX_CALLS_PER_SECOND
+
 ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
 FAST_DEFAULTS: dict[str, dict[str, Any]] = {
     # Chosen by a one-seed sweep on Hungry-Thirsty with the fitness-aligned reward (see
@@ -63,7 +65,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     resume: str | None = None
-    serve_process: bool = False
+    serve_process: bool = True
+    max_calls_per_second: float = MAX_CALLS_PER_SECOND
 
 
 def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
@@ -130,10 +133,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR",
                    help="continue a run from runs/<name>/checkpoints/<tag>: its settings, "
                         "model, replay buffer and live values; the journal goes on")
-    p.add_argument("--serve-process", action="store_true",
-                   help="serve from a child process: requests (even a storm of them) take "
-                        "no CPU from the training process; changes reach it coalesced, at "
-                        "most ~50 times/s")
+    p.add_argument("--serve-process", action=argparse.BooleanOptionalAction, default=True,
+                   help="serve from a child process (the default): requests, even a storm "
+                        "of them, take no CPU from the training process; changes reach it "
+                        "coalesced, at most ~50 times/s. --no-serve-process serves from a "
+                        "thread of the training process")
+    p.add_argument("--max-calls-per-second", type=float, default=d.max_calls_per_second,
+                   metavar="N", help="pace the calls of all clients together to N/s "
+                                     "(default %(default)g; 0: no pacing)")
     p.set_defaults(func=_main)
 
 
@@ -150,6 +157,7 @@ def _main(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
         threads=args.threads, resume=args.resume, serve_process=args.serve_process,
+        max_calls_per_second=args.max_calls_per_second,
     )
     if config.resume:
         config = _resumed_config(config, args.timesteps != TrainConfig.timesteps)
@@ -172,6 +180,7 @@ def _resumed_config(given: TrainConfig, timesteps_given: bool) -> TrainConfig:
     saved.runs_root = str(checkpoint.parent.parent.parent)
     saved.bind, saved.token, saved.progress = given.bind, given.token, given.progress
     saved.serve_process = given.serve_process
+    saved.max_calls_per_second = given.max_calls_per_second
     if timesteps_given:
         saved.timesteps = given.timesteps
     return saved
@@ -290,7 +299,8 @@ def train(config: TrainConfig) -> Any:
     if restore:  # live values in effect at the checkpoint: journaled, applied at the start
         registry.set(restore, source="resume")
     server = serve(config.bind, run=name, token=config.token, registry=registry,
-                   journal=journal, out_of_process=config.serve_process)
+                   journal=journal, out_of_process=config.serve_process,
+                   max_calls_per_second=config.max_calls_per_second or None)
     example = next(iter(weights), None)
     target = f"--run {name}" if config.bind is None else f"--addr {server.address}"
     print(f"run directory: {run_dir}   TensorBoard: tensorboard --logdir {run_dir / 'tb'}")

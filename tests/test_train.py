@@ -66,6 +66,7 @@ def test_train_is_live_tunable_and_resumes_as_one_run(tmp_path: Path,
             trainer.kill()
     assert trainer.returncode == 0, output
     assert "livetune --run ht ls" in output  # the ready-to-paste commands
+    assert "served from pid" in output  # served from a child process by default
     final = runs / "ht" / "checkpoints" / "final"
     values = json.loads((final / "live_values.json").read_text())["values"]
     assert values["learning_rate"] == 1e-4 and values["reward.hungry_thirsty"] == -0.5
@@ -73,12 +74,15 @@ def test_train_is_live_tunable_and_resumes_as_one_run(tmp_path: Path,
     applied = {e.name for e in first if e.kind == "applied"}
     assert {"learning_rate", "reward.hungry_thirsty", "stop"} <= applied
 
-    # resume: same run, live values restored, journal versions continue
+    # resume (served from a thread this time): same run, live values restored, journal
+    # versions continue
     steps_before = json.loads((final / "live_values.json").read_text())["num_timesteps"]
     resumed = subprocess.run([*LIVETUNE, "train", "--resume", str(final), "--timesteps",
-                              str(steps_before + 256), "--no-progress", "--eval-every", "0"],
+                              str(steps_before + 256), "--no-progress", "--eval-every", "0",
+                              "--no-serve-process", "--max-calls-per-second", "0"],
                              capture_output=True, text=True, timeout=180, env=user_env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "served from pid" not in resumed.stdout + resumed.stderr
     journal = lt.read_journal(runs / "ht" / "journal.jsonl")
     versions = [e.v for e in journal]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)

@@ -156,6 +156,10 @@ def test_parser_via_add_parser() -> None:
     config = vision_cli._config(args)
     assert (config.arch, config.learning_rate, config.milestones) == ("vgg16_bn", 0.1, [3, 6])
     assert config.set_values == {"dropout": "0.2"}
+    assert config.serve_process and config.max_calls_per_second == 100  # the defaults
+    thread = vision_cli._config(parser.parse_args(
+        ["train-vision", "--no-serve-process", "--max-calls-per-second", "0"]))
+    assert not thread.serve_process and thread.max_calls_per_second == 0
 
 
 def test_cli_constants_match_the_modules() -> None:

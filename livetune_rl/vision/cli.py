@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..server import MAX_CALLS_PER_SECOND
 from ..values import LiveTuneError
 
 ARCHS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
@@ -89,6 +90,12 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     run.add_argument("--token", default=None, help="require this bearer token")
     run.add_argument("--no-serve", dest="serve", action="store_false",
                      help="do not serve the registry over gRPC")
+    run.add_argument("--serve-process", action=argparse.BooleanOptionalAction, default=True,
+                     help="serve from a child process (the default), so requests take no CPU "
+                          "from training; --no-serve-process serves from a thread of this one")
+    run.add_argument("--max-calls-per-second", type=float, default=MAX_CALLS_PER_SECOND,
+                     metavar="N", help="pace the calls of all clients together to N/s "
+                                       "(default %(default)g; 0: no pacing)")
     run.add_argument("--sync-every", type=int, default=1,
                      help="DDP: ranks agree on live values every N iterations")
     run.add_argument("--resume", default=None, help="checkpoint to resume from (e.g. "

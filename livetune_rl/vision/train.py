@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..journal import read_journal
 from ..registry import Registry
+from ..server import MAX_CALLS_PER_SECOND
 from ..values import Value
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, unwrap
 from .data import build_datasets
@@ -88,6 +89,8 @@ class VisionConfig:
     bind: str | None = None
     token: str | None = None
     serve: bool = True
+    serve_process: bool = True
+    max_calls_per_second: float = MAX_CALLS_PER_SECOND
     sync_every: int = 1
     eval_each_epoch: bool = True
     checkpoint_each_epoch: bool = True
@@ -280,7 +283,8 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
         from ..server import serve
 
         server = serve(config.bind, run=run_dir.name, token=config.token, registry=registry,
-                       journal=journal_path, quiet=True)
+                       journal=journal_path, quiet=True, out_of_process=config.serve_process,
+                       max_calls_per_second=config.max_calls_per_second or None)
         address = server.address
         (run_dir / "server.json").write_text(json.dumps(
             {"address": address, "run": run_dir.name, "pid": os.getpid()}))
