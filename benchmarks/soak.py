@@ -1,17 +1,19 @@
 """Soak: a live-tunable training run poked by random clients for N minutes.
 
-PPO trains on Hungry-Thirsty in this process with the registry served, the reward wrapper and
-the SB3 callback. Client processes connect and disconnect at random: they set knobs (valid and
-invalid values), read, watch for a while, fire ``evaluate`` and ``checkpoint``, and log every
-acknowledged set. Every ``--every`` seconds the script samples this process's memory (RSS),
-threads and open file descriptors; at the end it compares the acknowledged sets with the
-journal (the lost-update count must be 0) and prints the samples (they must stay flat).
+PPO trains on Hungry-Thirsty in this process with the registry served (from a child process,
+as ``livetune train`` does, or with ``--no-serve-process`` from a thread here), the reward
+wrapper and the SB3 callback. Client processes connect and disconnect at random: they set knobs
+(valid and invalid values), read, watch for a while, fire ``evaluate`` and ``checkpoint``, and
+log every acknowledged set. Every ``--every`` seconds the script samples the memory (RSS),
+threads and open file descriptors of this process and of the serving one; at the end it
+compares the acknowledged sets with the journal (the lost-update count must be 0) and prints
+the samples (they must stay flat).
 
 Run::
 
-    python benchmarks/soak.py --minutes 15
-    python benchmarks/soak.py --minutes 1 --clients 2      # a quick look
-    python benchmarks/soak.py --minutes 5 --serve-process  # served from a child process
+    python benchmarks/soak.py --minutes 15                    # served from a child process
+    python benchmarks/soak.py --minutes 1 --clients 2         # a quick look
+    python benchmarks/soak.py --minutes 5 --no-serve-process  # served from a thread here
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Args:
     clients: int = 3
     every: float = 30.0
     seed: int = 0
-    serve_process: bool = False
+    serve_process: bool = True
 
 
 def _env() -> gym.Env:
@@ -62,17 +64,17 @@ def rss_bytes(pid: int | str = "self") -> int:
     return 0
 
 
-def os_threads() -> int:
-    """Threads of this process as the kernel counts them (gRPC's C threads included)."""
-    with open("/proc/self/status") as status:
+def os_threads(pid: int | str = "self") -> int:
+    """Threads of a process as the kernel counts them (gRPC's C threads included)."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("Threads:"):
                 return int(line.split()[1])
     return 0
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds(pid: int | str = "self") -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def client_process(address: str, stop_at: float, seed: int, log_path: str) -> None:
@@ -139,7 +141,10 @@ class Sampler(BaseCallback):
             if self.child is not None:
                 with contextlib.suppress(OSError):
                     s["child_rss_mb"] = rss_bytes(self.child) / 2**20
-                    extra = f"  serving process rss {s['child_rss_mb']:6.1f} MB"
+                    s["child_threads"] = os_threads(self.child)
+                    s["child_fds"] = open_fds(self.child)
+                    extra = (f"  | serving process rss {s['child_rss_mb']:6.1f} MB  threads "
+                             f"{s['child_threads']:3d}  fds {s['child_fds']:4d}")
             print(f"{s['minute']:6.1f} min  rss {s['rss_mb']:7.1f} MB  threads {s['threads']:3d}  "
                   f"fds {s['fds']:4d}  steps {s['steps']}{extra}", flush=True)
         return True
@@ -151,8 +156,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=d.minutes)
     parser.add_argument("--clients", type=int, default=d.clients)
     parser.add_argument("--every", type=float, default=d.every)
-    parser.add_argument("--serve-process", action="store_true",
-                        help="serve(out_of_process=True): the server runs in a child process")
+    parser.add_argument("--serve-process", action=argparse.BooleanOptionalAction,
+                        default=d.serve_process,
+                        help="serve(out_of_process=True), the default: the server runs in a "
+                             "child process; --no-serve-process: in a thread of this one")
     ns = parser.parse_args()
     args = Args(minutes=ns.minutes, clients=ns.clients, every=ns.every,
                 serve_process=ns.serve_process)
@@ -200,6 +207,10 @@ def main() -> None:
     print(f"lost updates: {len(lost)}   journal version gaps: {len(gaps)}")
     print(f"rss {first['rss_mb']:.1f} -> {last['rss_mb']:.1f} MB, threads {first['threads']} -> "
           f"{last['threads']}, fds {first['fds']} -> {last['fds']} (from the second sample on)")
+    if "child_rss_mb" in first and "child_rss_mb" in last:
+        print(f"serving process: rss {first['child_rss_mb']:.1f} -> {last['child_rss_mb']:.1f} "
+              f"MB, threads {first['child_threads']} -> {last['child_threads']}, fds "
+              f"{first['child_fds']} -> {last['child_fds']}")
     print(f"work dir: {work}")
 
 
