@@ -24,6 +24,7 @@ import fnmatch
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import re
 import socket
@@ -564,7 +565,8 @@ def serve(
 def check_serve_args(address: str | None, run: str | None, token: str | None,
                      tls_cert: str | os.PathLike[str] | None,
                      tls_key: str | os.PathLike[str] | None,
-                     insecure: bool) -> tuple[str, str | None]:
+                     insecure: bool,
+                     max_calls_per_second: float | None = None) -> tuple[str, str | None]:
     """The run name and token :func:`serve` will use; :class:`ServeError` for an unsafe or
     invalid request (checked in the training process before anything starts).
 
@@ -587,6 +589,10 @@ def check_serve_args(address: str | None, run: str | None, token: str | None,
         )
     if bool(tls_cert) != bool(tls_key):
         raise ServeError("TLS needs both tls_cert and tls_key")
+    if max_calls_per_second is not None and not (math.isfinite(max_calls_per_second)
+                                                 and max_calls_per_second > 0):
+        raise ServeError(f"max_calls_per_second must be a positive number (None: no pacing), "
+                         f"got {max_calls_per_second!r}")
     return run, token
 
 
@@ -620,7 +626,8 @@ def serve_here(
         ...                     discoverable=False, quiet=True)   # doctest: +SKIP
     """
     registry = registry if registry is not None else default_registry()
-    run, token = check_serve_args(address, run, token, tls_cert, tls_key, insecure)
+    run, token = check_serve_args(address, run, token, tls_cert, tls_key, insecure,
+                                  max_calls_per_second)
     if registry._link is not None:
         raise ServeError("this registry is already served from another process")
     explicit = address is not None

@@ -364,7 +364,8 @@ def serve_process(
         ...                        discoverable=False, quiet=True)   # doctest: +SKIP
     """
     registry = registry if registry is not None else default_registry()
-    run, token = check_serve_args(address, run, token, tls_cert, tls_key, insecure)
+    run, token = check_serve_args(address, run, token, tls_cert, tls_key, insecure,
+                                  max_calls_per_second)
     if registry._link is not None:
         raise ServeError("this registry is already served from another process")
     own_journal = registry.journal

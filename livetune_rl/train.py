@@ -233,11 +233,14 @@ def train(config: TrainConfig) -> Any:
     from .registry import Registry
     from .sb3.buffers import RelabelingReplayBuffer
     from .sb3.callback import LiveTuneCallback
-    from .server import serve
+    from .server import check_serve_args, serve
 
     _register_envs(config.env)
     name = config.run_name or (
         f"{config.algo}-{config.env.split('/')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # an unsafe bind, a bad run name or pacing rate: refused before anything is created
+    check_serve_args(config.bind, name, config.token, None, None, False,
+                     config.max_calls_per_second or None)
     run_dir = Path(config.runs_root) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))

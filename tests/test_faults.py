@@ -244,6 +244,15 @@ def test_default_pacing_is_100_calls_per_second(registry: lt.Registry) -> None:
     assert 50 <= acked <= 100 * 1.0 + 50 + 10  # the burst, then the rate
 
 
+@pytest.mark.parametrize("rate", [0.0, -5.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("out_of_process", [False, True])
+def test_a_bad_pacing_rate_is_refused_before_serving(registry: lt.Registry, rate: float,
+                                                     out_of_process: bool) -> None:
+    with pytest.raises(lt.ServeError, match="max_calls_per_second must be a positive number"):
+        lt.serve("127.0.0.1:0", registry=registry, journal=False, quiet=True,
+                 max_calls_per_second=rate, out_of_process=out_of_process)
+
+
 def test_gil_switch_interval_is_set_while_serving_and_restored(registry: lt.Registry) -> None:
     before = sys.getswitchinterval()
     with lt.serve("127.0.0.1:0", registry=registry, journal=False, quiet=True,

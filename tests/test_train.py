@@ -95,3 +95,14 @@ def test_train_is_live_tunable_and_resumes_as_one_run(tmp_path: Path,
     assert again["values"]["learning_rate"] == 1e-4
     assert again["values"]["reward.hungry_thirsty"] == -0.5
     assert again["num_timesteps"] >= steps_before + 256
+
+
+def test_bad_serve_settings_are_refused_before_anything_is_created(
+        tmp_path: Path, user_env: dict[str, str]) -> None:
+    runs = tmp_path / "runs"
+    for bad, message in ((["--max-calls-per-second", "-5"], "max_calls_per_second"),
+                         (["--bind", "0.0.0.0:0"], "without a token")):
+        out = livetune("train", "--timesteps", "100", "--runs-root", str(runs), *bad,
+                       env=user_env)
+        assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert not runs.exists()

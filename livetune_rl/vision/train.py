@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..journal import read_journal
 from ..registry import Registry
-from ..server import MAX_CALLS_PER_SECOND
+from ..server import MAX_CALLS_PER_SECOND, serve
 from ..values import Value
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, unwrap
 from .data import build_datasets
@@ -280,8 +280,6 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
     server = None
     address = None
     if registry is not None and config.serve:
-        from ..server import serve
-
         server = serve(config.bind, run=run_dir.name, token=config.token, registry=registry,
                        journal=journal_path, quiet=True, out_of_process=config.serve_process,
                        max_calls_per_second=config.max_calls_per_second or None)
