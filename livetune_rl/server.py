@@ -400,13 +400,18 @@ def is_loopback(address: str) -> bool:
 
 
 def _port_taken(address: str) -> bool:
-    """Cheap probe so the default port's fallback does not make gRPC log a bind error."""
+    """Cheap probe so a port in use is refused (or, for the default port, replaced) without
+    gRPC logging a bind error first. ``SO_REUSEADDR`` as gRPC sets it: a port left in
+    ``TIME_WAIT`` by a run that just ended counts as free, one with a listener as taken."""
     if address.startswith("unix"):
         return False
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        return False  # not host:port; gRPC's bind says what is wrong with it
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, int(port)))
         except OSError:
@@ -695,7 +700,7 @@ def serve_here(
                 return 0
 
         bound = address
-        port = 0 if not explicit and _port_taken(address) else bind(address)
+        port = 0 if _port_taken(address) else bind(address)
         if port == 0 and not explicit and not address.startswith("unix"):
             bound = address.rsplit(":", 1)[0] + ":0"
             port = bind(bound)

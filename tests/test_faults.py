@@ -150,13 +150,14 @@ def test_garbage_bytes_and_half_open_connections(served: Any) -> None:
     assert _alive(served.address)
 
 
-def test_unwritable_journal_at_start_is_a_clear_error(registry: lt.Registry,
-                                                      tmp_path: Path) -> None:
+@pytest.mark.parametrize("out_of_process", [False, True])
+def test_unwritable_journal_at_start_is_a_clear_error(registry: lt.Registry, tmp_path: Path,
+                                                      out_of_process: bool) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(lt.ServeError, match="cannot write the journal"):
         lt.serve("127.0.0.1:0", registry=registry, journal=blocker / "journal.jsonl",
-                 quiet=True)
+                 quiet=True, out_of_process=out_of_process)
 
 
 def test_journal_failing_later_never_reaches_training(registry: lt.Registry, served: Any,
@@ -178,23 +179,30 @@ def test_journal_failing_later_never_reaches_training(registry: lt.Registry, ser
     assert registry.variable("lr").applied_version == registry.variable("lr").version
 
 
+@pytest.mark.parametrize("out_of_process", [False, True])
 def test_unwritable_discovery_directory_warns_and_serves(registry: lt.Registry,
                                                          tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
-                                                         caplog: pytest.LogCaptureFixture
-                                                         ) -> None:
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         capfd: pytest.CaptureFixture[str],
+                                                         out_of_process: bool) -> None:
     blocker = tmp_path / "home"
     blocker.write_text("a file where a directory should be")
     monkeypatch.setenv("LIVETUNE_HOME", str(blocker))
     with lt.serve("127.0.0.1:0", registry=registry, journal=False, run="faults",
-                  quiet=True) as server:
+                  quiet=True, out_of_process=out_of_process) as server:
         assert _alive(server.address)
-    assert "discovery record" in caplog.text
+    # out of process the child says it on its stderr
+    assert "discovery record" in caplog.text + capfd.readouterr().err
 
 
-def test_second_run_asking_for_a_port_in_use(served: Any) -> None:
+@pytest.mark.parametrize("out_of_process", [False, True])
+def test_second_run_asking_for_a_port_in_use(served: Any, capfd: pytest.CaptureFixture[str],
+                                             out_of_process: bool) -> None:
     with pytest.raises(lt.ServeError, match="in use"):
-        lt.serve(served.address, registry=lt.Registry(), journal=False, quiet=True)
+        lt.serve(served.address, registry=lt.Registry(), journal=False, quiet=True,
+                 out_of_process=out_of_process)
+    assert "Failed to add port" not in capfd.readouterr().err  # no gRPC noise before it
 
 
 def test_rate_limiter_paces_a_tight_loop() -> None:
