@@ -39,6 +39,16 @@ def served(registry: lt.Registry, tmp_path: Path) -> Any:
     server.stop(grace=0)
 
 
+@pytest.fixture(params=["thread", "child"])
+def any_served(request: pytest.FixtureRequest, registry: lt.Registry, tmp_path: Path) -> Any:
+    """Served from a thread of this process, then from a child process (``livetune train``)."""
+    server = lt.serve("127.0.0.1:0", registry=registry, journal=tmp_path / "journal.jsonl",
+                      run="faults", quiet=True, watcher_timeout=1.0,
+                      out_of_process=request.param == "child")
+    yield server
+    server.stop(grace=0)
+
+
 def _alive(address: str) -> bool:
     with lt.connect(address, timeout=5) as client:
         return client.list().run == "faults"
@@ -69,8 +79,9 @@ def test_client_killed_mid_watch_frees_its_slot(served: Any) -> None:
     assert _alive(served.address)
 
 
-def test_client_killed_mid_calls_loses_nothing_acknowledged(served: Any, tmp_path: Path
+def test_client_killed_mid_calls_loses_nothing_acknowledged(any_served: Any, tmp_path: Path
                                                             ) -> None:
+    served = any_served
     code = ("import sys, livetune_rl as lt\n"
             "c = lt.connect(sys.argv[1])\n"
             "i = 0\n"
@@ -90,7 +101,8 @@ def test_client_killed_mid_calls_loses_nothing_acknowledged(served: Any, tmp_pat
     versions = [e.v for e in journal]
     assert versions == list(range(1, len(versions) + 1))  # whole and gap-free
     sets = [e for e in journal if e.kind == "set"]
-    assert len(sets) >= 20 and sets[-1].new == served.registry.variable("lr").value
+    assert len(sets) >= 20
+    assert _wait(lambda: sets[-1].new == served.registry.variable("lr").value)
 
 
 def test_watcher_that_never_reads_is_dropped_and_memory_is_bounded(served: Any) -> None:
@@ -131,7 +143,8 @@ def test_lagging_watcher_is_told_and_resyncs(served: Any) -> None:
     assert received.index("lagged") == len(received) - 2  # lagged, then a fresh snapshot
 
 
-def test_garbage_bytes_and_half_open_connections(served: Any) -> None:
+def test_garbage_bytes_and_half_open_connections(any_served: Any) -> None:
+    served = any_served
     host, port = served.address.rsplit(":", 1)
     idle = []
     for _ in range(50):  # half-open: connected, never speak
