@@ -257,6 +257,9 @@ def cmd_fire(args: argparse.Namespace) -> int:
     for e in events:
         if args.json:
             _print_json(e.to_record())
+        elif e.data.get("coalesced"):
+            print(f"fired {e.name}: joined fire #{e.new}, which the run has not handled yet "
+                  f"(version {e.v}); its action runs once, after this fire")
         else:
             print(f"fired {e.name} (fire #{e.new}, version {e.v})")
     return 0

@@ -158,7 +158,11 @@ class Client:
 
     def watch(self, patterns: Sequence[str] = (), *,
               timeout: float | None = None) -> Iterator[WatchItem]:
-        """Stream a snapshot, then every change; ``lagged`` items announce a resync."""
+        """Stream a snapshot, then every change; ``lagged`` items announce a resync.
+
+        The stream ends when the run stops serving on purpose (its server ends it with OK)
+        or ``timeout`` runs out. A server that crashed or went away mid-stream raises
+        :class:`ClientError` (``UNAVAILABLE``): a watcher can tell the two apart."""
         stream = self._stub.Watch(pb.WatchRequest(patterns=list(patterns)), timeout=timeout,
                                   metadata=self._metadata)
         received = False
@@ -174,9 +178,14 @@ class Client:
                 elif kind == "lagged":
                     yield WatchItem(lagged=message.lagged.message)
         except grpc.RpcError as exc:
-            if exc.code() is grpc.StatusCode.CANCELLED or (received and exc.code() in (
-                    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)):
-                return  # we cancelled, the run stopped, or the watch's timeout ran out
+            code = exc.code()
+            if code is grpc.StatusCode.CANCELLED or (
+                    timeout is not None and code is grpc.StatusCode.DEADLINE_EXCEEDED):
+                return  # we cancelled, or the watch's timeout ran out
+            if received and code is grpc.StatusCode.UNAVAILABLE:
+                raise ClientError(code, f"lost the run at {self.address} mid-stream: its "
+                                        "server crashed or went away (a run that ends "
+                                        "closes the stream cleanly)") from None
             raise self._error(exc) from None
         finally:
             stream.cancel()

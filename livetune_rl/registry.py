@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .journal import ChangeEvent, Journal
+from .patterns import NameFilter
 from .values import (
     Check,
     DuplicateNameError,
@@ -169,21 +169,42 @@ class LiveVariable:
 
 
 class LiveTrigger:
-    """A one-shot flag: :meth:`fired` is True once for every fire, none is ever lost.
+    """A one-shot flag: :meth:`fired` is True once for every counted fire.
+
+    No fire is lost, and fires do not pile up: a fire that arrives while ``max_pending``
+    fires are already waiting for the training loop (not yet consumed by :meth:`fired`)
+    *joins* them instead of being counted. It is journaled (``data: {"coalesced": true}``)
+    and counted in :attr:`coalesced`, and the action it asks for still runs after it
+    arrived, once, for the fire it joined. With the default ``max_pending=1``, 200 fires
+    of ``evaluate`` made while one evaluation is waiting run one evaluation, not 200.
+
+    Args:
+        name: dotted identifier, unique in its registry.
+        help: one line shown by ``livetune ls``.
+        max_pending: fires that may wait at once (None: no limit, every fire counted).
+        registry: the registry to join (default: the process-wide one).
 
     Example::
 
         >>> reg = Registry()
         >>> stop = LiveTrigger("stop", help="end training gracefully", registry=reg)
-        >>> _ = reg.fire("stop"); _ = reg.fire("stop")
-        >>> stop.pending, stop.fired(), stop.fired(), stop.fired()
-        (2, True, True, False)
+        >>> _ = reg.fire("stop"); joined = reg.fire("stop")
+        >>> joined.data, stop.coalesced
+        ({'coalesced': True}, 1)
+        >>> stop.pending, stop.fired(), stop.fired()
+        (1, True, False)
     """
 
-    def __init__(self, name: str, help: str = "", *, registry: Registry | None = None) -> None:
+    def __init__(self, name: str, help: str = "", *, max_pending: int | None = 1,
+                 registry: Registry | None = None) -> None:
         self.name = validate_name(name)
         self.help = help
+        if max_pending is not None and max_pending < 1:
+            raise InvalidValueError(f"{name}: max_pending must be at least 1 (None: no "
+                                    f"limit), got {max_pending!r}")
+        self.max_pending = max_pending
         self.fires = 0  # written by the registry under its lock
+        self.coalesced = 0  # fires that joined waiting ones, written under the lock
         self.handled = 0  # written by the reader only
         self.version = 0
         self.last_fired: float | None = None
@@ -491,7 +512,9 @@ class Registry:
         return events
 
     def fire(self, name: str, *, source: str = "local") -> ChangeEvent:
-        """Fire a trigger: journaled, then counted, so the training loop sees it once."""
+        """Fire a trigger: journaled, then counted, so the training loop sees it once; or,
+        when the trigger already has ``max_pending`` fires waiting, joined to them (the
+        event's ``data`` is ``{"coalesced": True}``; see :class:`LiveTrigger`)."""
         with self._lock:
             self._check_writable()
             trig = self.trigger(name)
@@ -503,6 +526,15 @@ class Registry:
     def _commit_fire(self, trig: LiveTrigger, source: str) -> ChangeEvent:
         with self._lock:
             name = trig.name
+            if trig.max_pending is not None and trig.pending >= trig.max_pending:
+                # joins the waiting fire(s): journaled, not counted; the action that
+                # answers them runs after this fire arrived
+                event = ChangeEvent(self.version + 1, time.time(), "fire", name, None,
+                                    trig.fires, source, self.step, None, {"coalesced": True})
+                self._write([event])
+                trig.coalesced += 1
+                self._publish([event])
+                return event
             event = ChangeEvent(self.version + 1, time.time(), "fire", name, None,
                                 trig.fires + 1, source, self.step)
             self._write([event])
@@ -686,11 +718,9 @@ class Registry:
             self.version = max(self.version, int(version))
 
     # ----------------------------------------------------------------- reads
-    def state(self, patterns: Sequence[str] = ()) -> RegistryState:
+    def state(self, patterns: Sequence[str] | NameFilter = ()) -> RegistryState:
         """A consistent snapshot of every variable and trigger (optionally glob-filtered)."""
-
-        def wanted(name: str) -> bool:
-            return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        wanted = patterns if isinstance(patterns, NameFilter) else NameFilter(patterns)
 
         with self._lock:
             variables = tuple(

@@ -20,14 +20,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import fnmatch
 import hmac
+import inspect
 import ipaddress
 import logging
 import math
 import os
 import re
+import resource
 import socket
+import stat
 import sys
 import threading
 import time
@@ -43,6 +45,7 @@ from . import convert, discovery
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
 from .journal import ChangeEvent, read_journal
+from .patterns import NameFilter
 from .registry import Registry, default_registry
 from .values import (
     InvalidNameError,
@@ -65,6 +68,10 @@ HISTORY_PAGE = 10_000
 # less; a storm paced to it costs ~a quarter of a core (clients, server and watcher together)
 MAX_CALLS_PER_SECOND = 100.0
 CLIENT_METADATA = "x-livetune-client"
+# connections: idle ones cost a file descriptor each; a cap keeps the server below its limit
+EXTRA_CONNECTIONS = 256  # allowed beyond max_watchers (each watcher may hold one)
+HANDSHAKE_TIMEOUT_MS = 5_000  # a connection that has not finished its handshake is closed
+MAX_CONNECTION_IDLE_MS = 60_000  # a connection without a call for this long is closed (GOAWAY)
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler | None"]]
 Precheck = Callable[[list[tuple[str, object]]], Awaitable[None]]
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -92,12 +99,22 @@ def _status_of(exc: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _source(context: grpc.aio.ServicerContext) -> str:
+def _source(context: grpc.aio.ServicerContext, authenticated: bool) -> str:
+    """Who made a change, as journaled: the peer address gRPC saw (and ``token`` when the
+    call had to carry the run's token), then the name the client *claims* in its
+    ``x-livetune-client`` metadata, which nothing checks: ``ipv4:127.0.0.1:40312 (token;
+    claims 'alice@box livetune-cli')``."""
     peer = context.peer() or "unknown"
+    notes = ["token"] if authenticated else []
     for key, value in context.invocation_metadata() or ():
         if key == CLIENT_METADATA and isinstance(value, str):
-            return f"{value[:64]} {peer}"
-    return peer
+            claimed = "".join(c if c.isprintable() else "?" for c in value[:64])
+            notes.append(f"claims {claimed!r}")
+            break
+    return f"{peer} ({'; '.join(notes)})" if notes else peer
+
+
+_CLOSE = object()  # queued to a watch stream: the server is stopping
 
 
 class LiveTuneServicer(pb_grpc.LiveTuneServicer):
@@ -105,8 +122,9 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
 
     def __init__(self, registry: Registry, run: pb.RunInfo, *, max_watchers: int = 256,
                  watch_buffer: int = 4096, write_timeout: float = 30.0,
-                 precheck: Precheck | None = None) -> None:
+                 precheck: Precheck | None = None, token_required: bool = False) -> None:
         self.registry = registry
+        self.token_required = token_required  # every call reaching us carried the token
         self.precheck = precheck  # extra validation awaited before a set (out-of-process)
         self.run = run
         self.max_watchers = max_watchers
@@ -114,6 +132,15 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         self.write_timeout = write_timeout
         self.max_lags = 3
         self.watchers = 0
+        self._queues: set[asyncio.Queue[Any]] = set()  # one per open watch stream
+        self.closing = False
+
+    def close(self) -> None:
+        """End every watch stream with status OK: the server is stopping on purpose, so a
+        watcher can tell a run that ended from a server that crashed. Call on the loop."""
+        self.closing = True
+        for queue in self._queues:
+            queue.put_nowait(_CLOSE)
 
     def _run_info(self, version: int, step: int | None) -> pb.RunInfo:
         info = pb.RunInfo()
@@ -137,7 +164,12 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
 
     async def ListVariables(self, request: pb.ListVariablesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListVariablesResponse:
-        state = self.registry.state(list(request.patterns))
+        try:
+            wanted = NameFilter.checked(request.patterns)
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise
+        state = self.registry.state(wanted)
         return pb.ListVariablesResponse(
             run=self._run_info(state.version, state.step),
             variables=[convert.variable_to_proto(v) for v in state.variables],
@@ -168,7 +200,8 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                     expected[a.name] = a.expected_version
             if self.precheck is not None:
                 await self.precheck(changes)
-            events = self.registry.set(changes, expected=expected, source=_source(context))
+            events = self.registry.set(changes, expected=expected,
+                                       source=_source(context, self.token_required))
         except Exception as exc:
             await self._fail(context, exc)
             raise
@@ -177,7 +210,7 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
     async def FireTrigger(self, request: pb.FireTriggerRequest,
                           context: grpc.aio.ServicerContext) -> pb.FireTriggerResponse:
         try:
-            event = self.registry.fire(request.name, source=_source(context))
+            event = self.registry.fire(request.name, source=_source(context, self.token_required))
         except Exception as exc:
             await self._fail(context, exc)
             raise
@@ -189,11 +222,14 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         if journal is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 "this run keeps no journal (started with journal=False)")
-        patterns = list(request.patterns)
+        try:
+            wanted = NameFilter.checked(request.patterns)
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise
         events = [
             e for e in await asyncio.to_thread(read_journal, journal.path)
-            if e.v > request.since_version
-            and (not patterns or any(fnmatch.fnmatchcase(e.name, p) for p in patterns))
+            if e.v > request.since_version and wanted(e.name)
         ]
         limit = min(request.limit or HISTORY_PAGE, HISTORY_PAGE)
         return pb.GetHistoryResponse(
@@ -203,13 +239,18 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
 
     async def Watch(self, request: pb.WatchRequest,
                     context: grpc.aio.ServicerContext) -> None:
+        try:
+            wanted = NameFilter.checked(request.patterns)
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise
         if self.watchers >= self.max_watchers:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many watchers (limit {self.max_watchers})")
         self.watchers += 1
         lags = 0
         try:
-            async for message in self._watch(list(request.patterns)):
+            async for message in self._watch(wanted):
                 if message.HasField("lagged"):
                     lags += 1
                     if lags > self.max_lags:
@@ -226,13 +267,12 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         finally:
             self.watchers -= 1
 
-    async def _watch(self, patterns: list[str]) -> AsyncIterator[pb.WatchResponse]:
+    async def _watch(self, match: NameFilter) -> AsyncIterator[pb.WatchResponse]:
         loop = asyncio.get_running_loop()
         lagged = object()
 
         def wanted(name: str) -> bool:
-            return not patterns or not name or any(fnmatch.fnmatchcase(name, p)
-                                                   for p in patterns)
+            return not name or match(name)
 
         while True:  # one pass per snapshot; a watcher that lags resyncs from a new one
             queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -255,7 +295,10 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                     loop.call_soon_threadsafe(queue.put_nowait, item)
 
             subscription = self.registry.subscribe(push, snapshot=True)
+            self._queues.add(queue)
             try:
+                if self.closing:
+                    return
                 state = subscription.snapshot
                 assert state is not None
                 yield pb.WatchResponse(snapshot=pb.Snapshot(
@@ -267,6 +310,8 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                 ))
                 while True:
                     item = await queue.get()
+                    if item is _CLOSE:
+                        return  # the server is stopping: the stream ends with OK
                     if item is lagged:
                         with lock:
                             dropped = buffered[1] + buffered[0]
@@ -282,6 +327,7 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                         yield pb.WatchResponse(change=convert.event_to_proto(item))
             finally:
                 subscription.close()
+                self._queues.discard(queue)
 
 
 def _deny(handler: grpc.RpcMethodHandler | None, message: str,
@@ -309,42 +355,15 @@ def _deny(handler: grpc.RpcMethodHandler | None, message: str,
     return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Require ``authorization: Bearer <token>`` on every RPC but the health service.
+class TokenBucket:
+    """Pacing arithmetic: ``rate`` calls per second, ``burst`` at once, at most ``max_queue``
+    waiting. :meth:`reserve` says how long a call must wait, or None to refuse it.
 
-    The token is compared in constant time and never logged.
-    """
+    Example::
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        if details.method.startswith("/grpc.health.v1.Health/"):
-            return handler
-        given = b""
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else bytes(value)
-        if hmac.compare_digest(given, self._expected):
-            return handler
-        reason = "missing" if not given else "wrong"
-        return _deny(handler, f"{reason} token: send metadata 'authorization: Bearer <token>' "
-                              "(livetune --token or LIVETUNE_TOKEN)")
-
-
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
-    """Paces the unary ``LiveTune`` calls of all clients together to ``rate`` per second.
-
-    A token bucket (``burst`` calls may come at once): a call beyond the rate waits its turn
-    (``asyncio.sleep``, no thread held), so a client setting values in a tight loop is slowed
-    to the rate instead of taking the GIL from the training thread; when more than
-    ``max_queue`` calls wait, new ones get ``RESOURCE_EXHAUSTED``. Watch streams and the health
-    service are not paced.
+        >>> bucket = TokenBucket(rate=100, burst=2, max_queue=1)
+        >>> [bucket.reserve(0.0) for _ in range(5)]
+        [0.0, 0.0, 0.01, 0.02, None]
     """
 
     def __init__(self, rate: float, burst: int = 50, max_queue: int = 1000) -> None:
@@ -353,8 +372,6 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         self.max_queue = max_queue
         self.tokens = float(burst)
         self.stamp: float | None = None
-        self.delayed = 0
-        self.refused = 0
 
     def reserve(self, now: float) -> float | None:
         """Seconds to wait before serving a call that arrives at ``now`` (None: refuse)."""
@@ -366,29 +383,140 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         self.tokens -= 1.0
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
+
+class _Malformed:
+    """What a request that is not a valid protobuf message deserializes to."""
+
+    def __init__(self, kind: str, error: Exception) -> None:
+        self.message = (f"malformed request: the bytes are not a valid {kind} message "
+                        f"({type(error).__name__}); send the message the method expects")
+
+
+def _strict(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` answering ``INVALID_ARGUMENT`` to request bytes that do not parse (gRPC
+    itself answers ``UNKNOWN`` with the Python exception's text). Unary requests only."""
+    parse = handler.request_deserializer
+    if not (handler.unary_unary or handler.unary_stream) or parse is None:
+        return handler
+    descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+    kind = descriptor.full_name if descriptor is not None else "request"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # DecodeError, or whatever a broken message raises
+            return _Malformed(kind, exc)
+
+    kwargs = {"request_deserializer": deserialize,
+              "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        unary_behaviour = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return await unary_behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+    behaviour = handler.unary_stream
+    if inspect.isasyncgenfunction(behaviour):
+        async def generate(request: Any, context: grpc.aio.ServicerContext
+                           ) -> AsyncIterator[Any]:
+            if isinstance(request, _Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            async for message in behaviour(request, context):
+                yield message
+
+        return grpc.unary_stream_rpc_method_handler(generate, **kwargs)
+
+    async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
+        # a streaming handler that writes with context.write
+        if isinstance(request, _Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        await behaviour(request, context)
+
+    return grpc.unary_stream_rpc_method_handler(write, **kwargs)
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the token first, then paces each kind of caller in a budget of its own.
+
+    * **Token** (when ``token`` is set): every RPC but the health service needs
+      ``authorization: Bearer <token>``, compared in constant time and never logged.
+    * **Pacing** (when ``rate`` is set): unary ``LiveTune`` calls and ``Watch`` opens are
+      paced with a :class:`TokenBucket` (``rate``/s, ``burst`` at once): a call beyond the
+      rate waits its turn (``asyncio.sleep``, no thread held), so a client in a tight loop
+      is slowed to the rate instead of taking CPU from the training run; when more than
+      ``max_queue`` calls wait, new ones get ``RESOURCE_EXHAUSTED``. Callers with the token
+      (everyone, when no token is required) share one budget; calls with a missing or wrong
+      token have their own (with a tenth of the queue) and are then refused, so a flood of
+      them neither spends the token holder's budget nor guesses tokens fast. Watch streams
+      once open and the health service are not paced.
+    * **Malformed requests** get ``INVALID_ARGUMENT`` (see :func:`_strict`).
+    """
+
+    def __init__(self, token: str | None, rate: float | None, burst: int = 50,
+                 max_queue: int = 1000) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+        self.client = TokenBucket(rate, burst, max_queue) if rate else None
+        self.unauthenticated = (TokenBucket(rate, burst, max(1, max_queue // 10))
+                                if rate else None)
+        self.delayed = 0
+        self.refused = 0
+
+    def _token_given(self, details: grpc.HandlerCallDetails) -> bytes:
+        given = b""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else bytes(value)
+        return given
+
     async def intercept_service(
         self,
         continuation: Continuation,
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None
         method = details.method
-        if method.startswith(f"/{SERVICE_NAME}/") and not method.endswith("/Watch"):
-            delay = self.reserve(asyncio.get_running_loop().time())
+        if method.startswith("/grpc.health.v1.Health/"):
+            return _strict(handler)
+        given = self._token_given(details) if self._expected is not None else b""
+        allowed = self._expected is None or hmac.compare_digest(given, self._expected)
+        bucket = self.client if allowed else self.unauthenticated
+        if bucket is not None and method.startswith(f"/{SERVICE_NAME}/"):
+            delay = bucket.reserve(asyncio.get_running_loop().time())
             if delay is None:
                 self.refused += 1
-                return _deny(await continuation(details),
-                             f"server busy: more than {self.max_queue} calls are waiting "
-                             f"(rate limit {self.rate:g}/s); retry later",
+                if not allowed:
+                    return _deny(handler, "missing or wrong token, and too many such calls "
+                                          "at once; send metadata 'authorization: Bearer "
+                                          "<token>'")
+                return _deny(handler,
+                             f"server busy: more than {bucket.max_queue} calls are waiting "
+                             f"(rate limit {bucket.rate:g}/s); retry later",
                              grpc.StatusCode.RESOURCE_EXHAUSTED)
             if delay > 0:
                 self.delayed += 1
                 await asyncio.sleep(delay)
-        return await continuation(details)
+        if not allowed:
+            reason = "missing" if not given else "wrong"
+            return _deny(handler, f"{reason} token: send metadata 'authorization: Bearer "
+                                  "<token>' (livetune --token or LIVETUNE_TOKEN)")
+        return _strict(handler)
 
 
 def is_loopback(address: str) -> bool:
-    """True for ``unix:`` addresses and hosts on the loopback interface only."""
-    if address.startswith("unix:") or address.startswith("unix-abstract:"):
+    """True for ``unix:`` paths and hosts on the loopback interface only.
+
+    An abstract unix socket (``unix-abstract:NAME``) is not: it has no file permissions, so
+    any local user can connect to it, or bind the name first. It is served only with a token
+    (or ``insecure=True``).
+    """
+    if address.startswith("unix-abstract:"):
+        return False
+    if address.startswith("unix:"):
         return True
     host = address.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
@@ -417,6 +545,55 @@ def _port_taken(address: str) -> bool:
         except OSError:
             return True
     return False
+
+
+def _unix_target(address: str) -> str:
+    """The address a unix bind really gets: ``unix:`` and an absolute path (a relative one
+    is relative to this process's working directory), or ``unix-abstract:NAME``."""
+    if address.startswith("unix-abstract:"):
+        return address
+    path = address[len("unix://"):] if address.startswith("unix://") else address[len("unix:"):]
+    return f"unix:{os.path.abspath(path)}"
+
+
+def _check_unix_free(target: str) -> None:
+    """:class:`ServeError` if a unix socket path is served by a live process, or is not a
+    socket. gRPC removes a socket file before binding its path, which would silently take
+    the address from a run serving on it; a socket nobody accepts on (left by a run that
+    was killed) is replaced."""
+    if not target.startswith("unix:"):
+        return  # an abstract name in use makes the bind itself fail
+    path = target[len("unix:"):]
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ServeError(f"cannot bind {target}: {exc.strerror or exc}") from None
+    if not stat.S_ISSOCK(mode):
+        raise ServeError(f"cannot bind {target}: the path exists and is not a socket; pick "
+                         "another path (nothing was removed)")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return  # stale: nobody serves it
+        except OSError as exc:
+            raise ServeError(f"cannot bind {target}: {exc.strerror or exc}") from None
+    raise ServeError(f"cannot bind {target}: another process is serving on it (is another "
+                     "run using it? `livetune runs` lists runs); pick another path")
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Raise this process's soft limit on open files to ``wanted`` where the hard limit
+    allows, so that the connection cap, not the file-descriptor limit, refuses connections."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _default_journal_path(run: str) -> Path:
@@ -460,6 +637,8 @@ class Server:
             discovery.remove_record(self.record_path)
         if self._server is not None and self._loop.is_running():
             async def shutdown() -> None:
+                if self.servicer is not None:
+                    self.servicer.close()  # watch streams end with OK: the run ended
                 if self._health is not None:
                     await self._health.enter_graceful_shutdown()
                 assert self._server is not None
@@ -655,7 +834,8 @@ def serve_here(
     run_info = pb.RunInfo(run=run, pid=pid, started=convert.timestamp(started),
                           journal=str(server.journal_path or ""))
     servicer = LiveTuneServicer(registry, run_info, max_watchers=max_watchers,
-                                write_timeout=watcher_timeout, precheck=precheck)
+                                write_timeout=watcher_timeout, precheck=precheck,
+                                token_required=bool(token))
     server.servicer = servicer
     credentials = None
     if tls_cert and tls_key:
@@ -668,19 +848,20 @@ def serve_here(
     notes: list[str] = []
 
     async def start() -> str:
-        interceptors: list[grpc.aio.ServerInterceptor] = []
-        if max_calls_per_second:
-            interceptors.append(RateLimitInterceptor(max_calls_per_second))
-        if token:
-            interceptors.append(TokenAuthInterceptor(token))
+        max_connections = max_watchers + EXTRA_CONNECTIONS
+        _raise_fd_limit(max_connections + 256)
         grpc_server = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[AccessInterceptor(token, max_calls_per_second)],
             maximum_concurrent_rpcs=max_watchers + 1024,
             options=[
                 ("grpc.so_reuseport", 0),  # never share a port with another run
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.max_send_message_length", 64 << 20),
                 ("grpc.max_concurrent_streams", max_watchers + 64),
+                # each connection holds a file descriptor: cap them, close idle ones
+                ("grpc.max_allowed_incoming_connections", max_connections),
+                ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+                ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
             ],
         )
         pb_grpc.add_LiveTuneServicer_to_server(servicer, grpc_server)
@@ -699,15 +880,28 @@ def serve_here(
             except RuntimeError:
                 return 0
 
-        bound = address
-        port = 0 if _port_taken(address) else bind(address)
-        if port == 0 and not explicit and not address.startswith("unix"):
-            bound = address.rsplit(":", 1)[0] + ":0"
-            port = bind(bound)
-            notes.append(f"port {address.rsplit(':', 1)[1]} is in use, picked a free one; ")
-        if port == 0 and not bound.startswith("unix"):
-            raise ServeError(f"cannot bind {address}: address in use or not available "
-                             "(is another run using it? omit the address to pick a free port)")
+        port = 0
+        if address.startswith(("unix:", "unix-abstract:")):
+            bound = _unix_target(address)
+            _check_unix_free(bound)
+            if bind(address) == 0:
+                raise ServeError(
+                    f"cannot bind {address}: "
+                    + ("the name is in use (another process holds it)"
+                       if bound.startswith("unix-abstract:") else
+                       "its directory does not exist or is not writable")
+                    + "; pick another address")
+        else:
+            bound = address
+            port = 0 if _port_taken(address) else bind(address)
+            if port == 0 and not explicit:
+                bound = address.rsplit(":", 1)[0] + ":0"
+                port = bind(bound)
+                notes.append(f"port {address.rsplit(':', 1)[1]} is in use, picked a free one; ")
+            if port == 0:
+                raise ServeError(f"cannot bind {address}: address in use or not available "
+                                 "(is another run using it? omit the address to pick a free "
+                                 "port)")
         await grpc_server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -716,6 +910,7 @@ def serve_here(
         if bound.startswith("unix:"):
             with contextlib.suppress(OSError):
                 os.chmod(bound[len("unix:"):], 0o600)
+        if port == 0:  # a unix socket: the path (absolute) or abstract name bound
             return bound
         return f"{bound.rsplit(':', 1)[0]}:{port}"
 

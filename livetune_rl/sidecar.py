@@ -26,7 +26,11 @@ One socket pair links the two:
 
 If the training process dies the child sees the socket close (or its parent change), stops
 serving and removes the discovery record. If the child dies, training goes on with the
-values it had; a warning says the run is no longer served.
+values it had; a warning says the run is no longer served. A set the child acknowledged is
+journaled before the acknowledgment, but may not have reached training yet (it waits up to
+20 ms in the coalescing window): so when the child exits, training reads the journal's tail
+and applies the sets and fires newer than the last it received. "Acknowledged" thus always
+means "will be applied" (with a journal; ``journal=False`` has nothing to read back).
 
 Example::
 
@@ -49,6 +53,7 @@ import atexit
 import contextlib
 import ctypes
 import itertools
+import json
 import logging
 import mmap
 import os
@@ -108,7 +113,43 @@ def _definition(item: LiveVariable | LiveTrigger) -> dict[str, Any]:
                 "applied_version": item.applied_version, "applied_step": item.applied_step}
     return {"kind": "trigger", "name": item.name, "help": item.help, "fires": item.fires,
             "handled": item.handled, "version": item.version, "last_fired": item.last_fired,
-            "source": item.source}
+            "source": item.source, "max_pending": item.max_pending,
+            "coalesced": item.coalesced}
+
+
+def records_after(path: Path, version: int, chunk: int = 1 << 16) -> list[ChangeEvent]:
+    """The journal records of ``path`` with a version above ``version``, oldest first,
+    reading the file backwards only as far as needed (torn or corrupt lines skipped).
+
+    :param path: a journal file (absent: no records).
+    :param version: records at or below this version are not returned.
+    """
+    found: list[ChangeEvent] = []
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return found
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        tail = b""
+        while end > 0:
+            start = max(0, end - chunk)
+            handle.seek(start)
+            data = handle.read(end - start) + tail
+            end = start
+            lines = data.split(b"\n")
+            tail = lines.pop(0) if end > 0 else b""  # maybe a partial line: read on
+            for line in reversed(lines):
+                if not line.strip():
+                    continue
+                try:
+                    event = ChangeEvent.from_record(json.loads(line))
+                except ValueError:
+                    continue
+                if event.v <= version:
+                    return found[::-1]
+                found.append(event)
+    return found[::-1]
 
 
 def _error_message(exc: BaseException) -> tuple[str, str]:
@@ -136,6 +177,8 @@ class _ParentLink:
         self.stopping = False
         self.dead = False
         self.record_path: Path | None = None
+        self.journal_path: Path | None = None  # the child's journal, read back if it dies
+        self.seen = registry.version  # newest version of the child's events received here
         self._out: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
@@ -201,7 +244,10 @@ class _ParentLink:
                 kind = message[0]
                 if kind == "batch":
                     self.registry._apply_remote(message[1])
+                    self._saw(message[1])
                 elif kind == "reply":
+                    if isinstance(message[2], list):
+                        self._saw(message[2])
                     with self._lock:
                         future = self._pending.pop(message[1], None)
                     if future is not None:
@@ -218,6 +264,28 @@ class _ParentLink:
             log.exception("livetune: the link to the serving process failed")
         finally:
             self._died()
+
+    def _saw(self, events: list[ChangeEvent]) -> None:
+        if events:
+            self.seen = max(self.seen, max(e.v for e in events))
+
+    def recover(self) -> int:
+        """Apply the sets and fires the child journaled but did not send here (it exited
+        inside its coalescing window); how many records were read back."""
+        if self.journal_path is None:
+            return 0
+        try:
+            missed = [e for e in records_after(self.journal_path, self.seen)
+                      if e.kind in ("set", "fire")]
+        except OSError as exc:
+            log.error("livetune: cannot read the journal %s back (%s); sets acknowledged "
+                      "in the serving process's last 20 ms may not be applied",
+                      self.journal_path, exc)
+            return 0
+        if missed:
+            self.registry._apply_remote(missed)
+            self._saw(missed)
+        return len(missed)
 
     def _check(self, name: str, value: Value) -> str | None:
         """Run ``name``'s full validation (its custom check too) here; the refusal, if any."""
@@ -248,6 +316,11 @@ class _ParentLink:
                 "messages above"))
         self.detach()
         self._out.put(None)
+        if self.ready.done() and self.ready.exception() is None:
+            recovered = self.recover()
+            if recovered and not self.stopping:
+                log.warning("livetune: %d journaled change(s) the serving process had not "
+                            "sent yet were applied from the journal", recovered)
         if not self.stopping:
             if self.record_path is not None:
                 discovery.remove_record(self.record_path)
@@ -311,6 +384,7 @@ class ProcessServer:
             self._proc.kill()
             self._proc.wait()
         link.detach()
+        link.recover()  # a set acknowledged just before the stop is applied too
         link.send(None)
         with contextlib.suppress(OSError):
             link.conn.close()
@@ -400,6 +474,7 @@ def serve_process(
     finally:
         child_sock.close()
     link = _ParentLink(registry, Connection(parent_sock.detach()), proc)
+    link.journal_path = journal_path
     config = {
         "address": address, "run": run, "token": token,
         "tls_cert": str(tls_cert) if tls_cert else None,
@@ -492,9 +567,11 @@ class _Replica(Registry):
                 if d["checked"]:
                     self.checked.add(name)
             else:
-                trig = LiveTrigger(name, d["help"], registry=self)
+                trig = LiveTrigger(name, d["help"], max_pending=d.get("max_pending", 1),
+                                   registry=self)
                 trig.fires, trig.handled, trig.version = d["fires"], d["handled"], \
                     d["version"]
+                trig.coalesced = d.get("coalesced", 0)
                 trig.last_fired, trig.source = d["last_fired"], d["source"]
 
     def forget(self, name: str) -> None:

@@ -119,8 +119,10 @@ def coerce(vtype: VarType, raw: object, name: str = "value") -> Value:
     """Convert ``raw`` to ``vtype`` or raise :class:`InvalidValueError`.
 
     Text is parsed the way a person types it: ``"1e-4"`` for a float, ``"5"`` (not ``"5.5"``)
-    for an int, ``true/false/1/0/yes/no`` for a bool. Python values convert only when no
-    information is lost (an ``int`` accepts ``5.0`` but not ``5.5``; a ``float`` accepts ``3``).
+    for an int, ``true/false/1/0/yes/no`` for a bool. Numbers are written with ASCII digits
+    (Python's ``int()`` and ``float()`` would also read "٥" as 5). Python values convert only
+    when no information is lost (an ``int`` accepts ``5.0`` but not ``5.5``; a ``float``
+    accepts ``3``).
     """
     if vtype is VarType.STR:
         if not isinstance(raw, str):
@@ -157,7 +159,7 @@ def coerce(vtype: VarType, raw: object, name: str = "value") -> Value:
             number = int(raw)
         elif isinstance(raw, str):
             text = raw.strip().replace("_", "")
-            if not re.fullmatch(r"[+-]?\d{1,19}", text):
+            if not re.fullmatch(r"[+-]?[0-9]{1,19}", text):  # ASCII digits: "٥" is no int
                 raise InvalidValueError(f"{name}: {_short(raw)} is not an int")
             number = int(text)
         else:
@@ -174,6 +176,9 @@ def coerce(vtype: VarType, raw: object, name: str = "value") -> Value:
         except OverflowError:
             raise InvalidValueError(f"{name}: {_short(raw)} is too large for a float") from None
     elif isinstance(raw, str):
+        if not raw.isascii():  # float() would read other scripts' digits: "٥" -> 5.0
+            raise InvalidValueError(f"{name}: {_short(raw)} is not a float (write it with "
+                                    "ASCII digits, e.g. 1e-4)")
         try:
             value = float(raw.strip())
         except ValueError:

@@ -140,8 +140,9 @@ def test_fire(cli: Any, served: Any) -> None:
     assert proc.returncode == 0 and "fired checkpoint (fire #1" in proc.stdout
     assert "fired stop" in proc.stdout
     record = json.loads(cli("fire", "--json", "checkpoint").stdout)
-    assert record["kind"] == "fire" and record["new"] == 2
-    assert served.registry.trigger("checkpoint").pending == 2
+    assert record["kind"] == "fire" and record["new"] == 1 and record["data"]["coalesced"]
+    assert served.registry.trigger("checkpoint").pending == 1  # joined the waiting fire
+    assert "joined fire #1" in cli("fire", "checkpoint").stdout
 
 
 def test_history(cli: Any, served: Any) -> None:

@@ -20,7 +20,7 @@ import pytest
 import livetune_rl as lt
 from livetune_rl._proto.livetune.v1 import livetune_pb2 as pb
 from livetune_rl._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
-from livetune_rl.server import RateLimitInterceptor
+from livetune_rl.server import TokenBucket
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def test_second_run_asking_for_a_port_in_use(served: Any, capfd: pytest.CaptureF
 
 
 def test_rate_limiter_paces_a_tight_loop() -> None:
-    limiter = RateLimitInterceptor(rate=100, burst=10, max_queue=50)
+    limiter = TokenBucket(rate=100, burst=10, max_queue=50)
     waits = [limiter.reserve(0.0) for _ in range(60)]
     assert waits[:10] == [0.0] * 10  # the burst goes through
     assert waits[10] == pytest.approx(0.01) and waits[59] == pytest.approx(0.5)
