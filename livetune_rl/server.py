@@ -72,6 +72,7 @@ CLIENT_METADATA = "x-livetune-client"
 EXTRA_CONNECTIONS = 256  # allowed beyond max_watchers (each watcher may hold one)
 HANDSHAKE_TIMEOUT_MS = 5_000  # a connection that has not finished its handshake is closed
 MAX_CONNECTION_IDLE_MS = 60_000  # a connection without a call for this long is closed (GOAWAY)
+STALL_GRACE = 1.0  # s a pending watch write gets once its buffer has overflowed
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler | None"]]
 Precheck = Callable[[list[tuple[str, object]]], Awaitable[None]]
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -249,8 +250,9 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                                 f"too many watchers (limit {self.max_watchers})")
         self.watchers += 1
         lags = 0
+        overflow = asyncio.Event()  # set when this watcher's buffer overflows
         try:
-            async for message in self._watch(wanted):
+            async for message in self._watch(wanted, overflow):
                 if message.HasField("lagged"):
                     lags += 1
                     if lags > self.max_lags:
@@ -258,18 +260,45 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                             grpc.StatusCode.RESOURCE_EXHAUSTED,
                             f"watcher dropped: it fell behind {lags} times; it cannot keep up "
                             "with this run's changes (watch fewer names with patterns)")
-                try:
-                    await asyncio.wait_for(context.write(message), self.write_timeout)
-                except asyncio.TimeoutError:
-                    await context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"watcher dropped: it read nothing for {self.write_timeout:g} s")
+                reason = await self._write(context, message, overflow)
+                if reason:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"watcher dropped: {reason}")
         finally:
             self.watchers -= 1
 
-    async def _watch(self, match: NameFilter) -> AsyncIterator[pb.WatchResponse]:
+    async def _write(self, context: grpc.aio.ServicerContext, message: pb.WatchResponse,
+                     overflow: asyncio.Event) -> str | None:
+        """Write one message; why the watcher must be dropped, if it must.
+
+        A client that reads nothing fills its flow-control window, and the write then waits.
+        Waiting ``write_timeout`` is the limit, but if the buffer overflows meanwhile the
+        client is not reading: it is dropped after a short grace instead of holding its
+        slot and memory for the whole timeout (its lag can only be told by a write)."""
+        write = asyncio.ensure_future(context.write(message))
+        stalled = asyncio.ensure_future(overflow.wait())
+        try:
+            done, _ = await asyncio.wait((write, stalled), timeout=self.write_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if write not in done and stalled in done:
+                done, _ = await asyncio.wait((write,), timeout=STALL_GRACE)
+                if write not in done:
+                    return (f"it read nothing while {self.watch_buffer} events piled up for "
+                            "it")
+            if write not in done:
+                return f"it read nothing for {self.write_timeout:g} s"
+            write.result()  # a failed write raises here, as it did unwrapped
+            return None
+        finally:
+            stalled.cancel()
+            if not write.done():
+                write.cancel()
+
+    async def _watch(self, match: NameFilter,
+                     overflow: asyncio.Event | None = None) -> AsyncIterator[pb.WatchResponse]:
         loop = asyncio.get_running_loop()
         lagged = object()
+        overflow = overflow if overflow is not None else asyncio.Event()
 
         def wanted(name: str) -> bool:
             return not name or match(name)
@@ -278,6 +307,7 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
             queue: asyncio.Queue[Any] = asyncio.Queue()
             lock = threading.Lock()
             buffered = [0, 0]  # events waiting, events dropped
+            overflow.clear()
 
             def push(event: ChangeEvent, queue: asyncio.Queue[Any] = queue,
                      lock: threading.Lock = lock, buffered: list[int] = buffered) -> None:
@@ -288,6 +318,8 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                     if buffered[0] >= self.watch_buffer:
                         buffered[1] = 1
                         item: Any = lagged
+                        with contextlib.suppress(RuntimeError):  # loop closed: stopping
+                            loop.call_soon_threadsafe(overflow.set)
                     else:
                         buffered[0] += 1
                         item = event
