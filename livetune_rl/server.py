@@ -211,7 +211,8 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
     async def FireTrigger(self, request: pb.FireTriggerRequest,
                           context: grpc.aio.ServicerContext) -> pb.FireTriggerResponse:
         try:
-            event = self.registry.fire(request.name, source=_source(context, self.token_required))
+            event = self.registry.fire(request.name,
+                                       source=_source(context, self.token_required))
         except Exception as exc:
             await self._fail(context, exc)
             raise
@@ -733,7 +734,9 @@ def serve(
 
     Args:
         address: ``host:port`` or ``unix:/path``. Default ``127.0.0.1:50051``; when that port
-            is taken a free port is picked and said. An explicit address in use is an error.
+            is taken a free port is picked and said. An explicit address in use is an error,
+            as is a unix socket another process serves on or one in a missing directory;
+            ``unix-abstract:NAME`` counts as non-loopback (anyone local can reach it).
         run: run name shown by ``livetune runs`` (default: the script's name).
         token: require ``authorization: Bearer <token>`` (default ``$LIVETUNE_TOKEN``).
             A non-loopback bind refuses to start without one unless ``insecure=True``.
@@ -742,9 +745,11 @@ def serve(
             none. Ignored when the registry already journals (``livetune train`` sets one).
         discoverable: write the discovery record ``livetune runs`` reads.
         max_watchers: concurrent ``Watch`` streams allowed.
-        max_calls_per_second: pace unary calls of all clients together to this rate (default
-            100/s; a call beyond it waits its turn) so clients in a tight loop cannot starve
-            the training run of CPU (None: no pacing).
+        max_calls_per_second: pace unary calls and watch opens of all clients together to
+            this rate (default 100/s; a call beyond it waits its turn) so clients in a tight
+            loop cannot starve the training run of CPU (None: no pacing). Calls with a
+            missing or wrong token are paced in a budget of their own, after the token
+            check, so they never spend the token holder's.
         watcher_timeout: a watcher that reads nothing for this many seconds while changes
             wait for it is dropped (``RESOURCE_EXHAUSTED``), so it holds no memory or slot.
         gil_switch_interval: set ``sys.setswitchinterval`` while serving (restored at stop).

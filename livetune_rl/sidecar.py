@@ -93,6 +93,7 @@ CHECK_TIMEOUT = 5.0  # seconds the child waits for a custom check run by the tra
 COMMIT_TIMEOUT = 10.0  # seconds a set made in the training process waits for the child
 START_TIMEOUT = 60.0  # seconds serve() waits for the child to be serving
 NICENESS = 10  # the serving process yields the CPU to training when cores are scarce
+RECOVER_SECONDS = 10.0  # how far back training reads the journal when the child exits
 
 _ERRORS: dict[str, type[Exception]] = {
     "InvalidValueError": InvalidValueError,
@@ -117,12 +118,15 @@ def _definition(item: LiveVariable | LiveTrigger) -> dict[str, Any]:
             "coalesced": item.coalesced}
 
 
-def records_after(path: Path, version: int, chunk: int = 1 << 16) -> list[ChangeEvent]:
-    """The journal records of ``path`` with a version above ``version``, oldest first,
-    reading the file backwards only as far as needed (torn or corrupt lines skipped).
+def records_after(path: Path, version: int, since: float = 0.0,
+                  chunk: int = 1 << 16) -> list[ChangeEvent]:
+    """The journal records of ``path`` with a version above ``version`` (and written at or
+    after ``since``), oldest first, reading the file backwards only as far as needed (torn
+    or corrupt lines skipped).
 
     :param path: a journal file (absent: no records).
     :param version: records at or below this version are not returned.
+    :param since: reading stops at the first record (from the end) older than this time.
     """
     found: list[ChangeEvent] = []
     try:
@@ -146,7 +150,7 @@ def records_after(path: Path, version: int, chunk: int = 1 << 16) -> list[Change
                     event = ChangeEvent.from_record(json.loads(line))
                 except ValueError:
                     continue
-                if event.v <= version:
+                if event.v <= version or event.t < since:
                     return found[::-1]
                 found.append(event)
     return found[::-1]
@@ -274,8 +278,9 @@ class _ParentLink:
         inside its coalescing window); how many records were read back."""
         if self.journal_path is None:
             return 0
-        try:
-            missed = [e for e in records_after(self.journal_path, self.seen)
+        try:  # only the last moments can hold what was not sent: the window is 20 ms
+            missed = [e for e in records_after(self.journal_path, self.seen,
+                                               since=time.time() - RECOVER_SECONDS)
                       if e.kind in ("set", "fire")]
         except OSError as exc:
             log.error("livetune: cannot read the journal %s back (%s); sets acknowledged "

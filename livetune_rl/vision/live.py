@@ -180,8 +180,10 @@ class LiveControl:
                  "evaluate": "evaluate on the validation set at the next iteration",
                  "stop": "checkpoint and end training at the next iteration",
                  "lr_drop": "multiply learning_rate by lr_drop_factor"}
-        for name in TRIGGERS:
-            self.triggers[name] = LiveTrigger(name, helps[name], registry=reg)
+        for name in TRIGGERS:  # each lr_drop counts (two drops: two multiplications);
+            # a fire of the others joins one still waiting (their action runs once)
+            self.triggers[name] = LiveTrigger(
+                name, helps[name], max_pending=None if name == "lr_drop" else 1, registry=reg)
 
     def close(self) -> None:
         """Unregister every variable and trigger (a new loop can then register them)."""
