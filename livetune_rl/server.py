@@ -672,6 +672,10 @@ class Server:
             async def shutdown() -> None:
                 if self.servicer is not None:
                     self.servicer.close()  # watch streams end with OK: the run ended
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + 1.0
+                    while self.servicer.watchers and loop.time() < deadline:
+                        await asyncio.sleep(0.01)  # let their OK status go out first
                 if self._health is not None:
                     await self._health.enter_graceful_shutdown()
                 assert self._server is not None

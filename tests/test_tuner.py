@@ -232,6 +232,6 @@ def test_tuner_process_tunes_a_live_run_through_the_public_api(tmp_path: Path,
     assert reg.variable("reward.food").value > 0.4, out.stdout
     sets = [e for e in lt.read_journal(tmp_path / "journal.jsonl") if e.kind == "set"]
     assert sets and all("ipv4:127.0.0.1" in e.source for e in sets)  # came over gRPC
-    assert all(e.source.startswith("livetune-tune ") for e in sets)  # and says who it was
+    assert all("(claims 'livetune-tune " in e.source for e in sets)  # and says who it was
     assert (tmp_path / "tuner.jsonl").read_text().count('"action"') == len(sets)
     assert "changes made" in out.stdout
