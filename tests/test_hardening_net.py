@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -28,6 +29,7 @@ import livetune_rl as lt
 from livetune_rl import discovery, sidecar
 from livetune_rl._proto.livetune.v1 import livetune_pb2 as pb
 from livetune_rl._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
+from livetune_rl.server import AccessInterceptor
 from livetune_rl.values import VarType, coerce
 
 LIVETUNE = [sys.executable, "-m", "livetune_rl.cli"]
@@ -150,6 +152,31 @@ def test_unauthenticated_flood_does_not_spend_the_token_holders_budget() -> None
             flooder.join(timeout=60)
         assert answered and set(answered) == {grpc.StatusCode.UNAUTHENTICATED}
         assert server.registry.variable("lr").value == 0.4
+
+
+def test_watch_opens_are_paced_and_bad_tokens_spend_their_own_budget() -> None:
+    access = AccessInterceptor("t0ken", rate=10.0, burst=1, max_queue=10)
+
+    class Details:
+        def __init__(self, method: str, token: str) -> None:
+            self.method = f"/livetune.v1.LiveTune/{method}"
+            self.invocation_metadata = [("authorization", f"Bearer {token}")]
+
+    async def found(details: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_stream_rpc_method_handler(lambda request, context: iter(()))
+
+    async def scenario() -> None:
+        flood = [asyncio.ensure_future(access.intercept_service(found, Details("Watch", "x")))
+                 for _ in range(30)]
+        await asyncio.sleep(0)  # all 30 have taken their place: 1 + 2 waiting, 27 refused
+        assert (access.delayed, access.refused) == (2, 27)
+        await access.intercept_service(found, Details("Watch", "t0ken"))
+        assert access.delayed == 2  # the token holder's budget was untouched: no wait
+        await access.intercept_service(found, Details("Watch", "t0ken"))
+        assert access.delayed == 3  # a second open beyond the burst of 1 is paced
+        await asyncio.gather(*flood)
+
+    asyncio.run(scenario())
 
 
 # ------------------------------------------------------------------ 5: glob patterns
