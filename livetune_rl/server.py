@@ -31,7 +31,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,9 +207,11 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many watchers (limit {self.max_watchers})")
         self.watchers += 1
+        held = True
         lags = 0
+        messages = self._watch(list(request.patterns))
         try:
-            async for message in self._watch(list(request.patterns)):
+            async for message in messages:
                 if message.HasField("lagged"):
                     lags += 1
                     if lags > self.max_lags:
@@ -220,13 +222,19 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                 try:
                     await asyncio.wait_for(context.write(message), self.write_timeout)
                 except asyncio.TimeoutError:
+                    # The stream is blocked by flow control, so sending the status below can
+                    # itself wait until the connection goes: unsubscribe and free the slot first.
+                    await messages.aclose()
+                    self.watchers -= 1
+                    held = False
                     await context.abort(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"watcher dropped: it read nothing for {self.write_timeout:g} s")
         finally:
-            self.watchers -= 1
+            if held:
+                self.watchers -= 1
 
-    async def _watch(self, patterns: list[str]) -> AsyncIterator[pb.WatchResponse]:
+    async def _watch(self, patterns: list[str]) -> AsyncGenerator[pb.WatchResponse, None]:
         loop = asyncio.get_running_loop()
         lagged = object()
 
