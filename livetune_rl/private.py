@@ -33,9 +33,10 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
-class UnsafePathError(LiveTuneError):
+class UnsafePathError(LiveTuneError, PermissionError):
     """A path livetune would write or load is not safe: a symbolic link, someone else's, or
-    writable by other users. The message names the path, the rule and the fix."""
+    writable by other users. The message names the path, the rule and the fix. It is a
+    ``PermissionError`` too, so code that handles an unwritable path handles this one."""
 
 
 def _uid() -> int:
