@@ -314,3 +314,30 @@ def test_runs_never_chmods_through_a_symlinked_directory(tmp_path: Path,
     assert discovery.list_runs() == []  # a directory others can enter is not trusted
     assert _mode(shared) == 0o755  # and the link's target was not chmod-ed
     assert not list(shared.iterdir())
+
+
+# ------------------------------------------------------------------ train-vision: same rules
+def test_train_vision_refuses_an_existing_run_directory_and_untrusted_checkpoints(
+        tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from livetune_rl.vision.checkpoint import load_checkpoint, save_checkpoint
+    from livetune_rl.vision.train import VisionConfig
+    from livetune_rl.vision.train import train as train_vision
+
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(lt.LiveTuneError, match="already exists"):
+        train_vision(VisionConfig(dataset="synthetic", arch="vgg11", width=0.0625,
+                                  train_size=8, val_size=8, num_classes=2, batch_size=4,
+                                  max_steps=1, eval_at_end=False, tensorboard=False,
+                                  runs_root=str(tmp_path), run_name="taken", serve=False,
+                                  progress=False))
+    assert list((tmp_path / "taken").iterdir()) == []
+    model = torch.nn.Linear(2, 2)
+    path = save_checkpoint(tmp_path / "ckpt", "e0", model=model,
+                           optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                           position={"epoch": 0})
+    assert _mode(tmp_path / "ckpt") == 0o700 and _mode(path) == 0o600
+    path.chmod(0o664)
+    with pytest.raises(lt.LiveTuneError, match="writable by others"):
+        load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert cli.main(["train-vision", "--token", TOKEN, "--runs-root", str(tmp_path)]) == 2
