@@ -341,3 +341,7 @@ def test_train_vision_refuses_an_existing_run_directory_and_untrusted_checkpoint
     with pytest.raises(lt.LiveTuneError, match="writable by others"):
         load_checkpoint(tmp_path / "ckpt" / "last.pt")
     assert cli.main(["train-vision", "--token", TOKEN, "--runs-root", str(tmp_path)]) == 2
+    (tmp_path / "taken" / "config.json").write_text('{"token_required": true}')
+    with pytest.raises(lt.LiveTuneError, match="required a token"):  # finding 10, vision
+        train_vision(VisionConfig(runs_root=str(tmp_path), run_name="taken",
+                                  resume=str(tmp_path / "ckpt" / "last.pt"), serve=False))

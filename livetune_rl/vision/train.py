@@ -219,6 +219,16 @@ def _make_run_dir(run_dir: Path, config: VisionConfig) -> None:
     ``config.json`` (0600, never through a link)."""
     if config.resume and run_dir.exists():
         ensure_private_dir(run_dir)
+        try:
+            before = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            before = {}
+        token = config.token if config.token is not None else os.environ.get("LIVETUNE_TOKEN")
+        if isinstance(before, dict) and (before.get("token_required") or before.get("token")) \
+                and not token:
+            raise LiveTuneError(
+                f"the run {run_dir.name!r} required a token; resuming it keeps that: give it "
+                "with --token-file FILE or $LIVETUNE_TOKEN")
     else:
         try:
             new_private_dir(run_dir)
