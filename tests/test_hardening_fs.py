@@ -64,7 +64,7 @@ def trained(world: Path) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LIVETUNE_HOME", str(world / "home"))
         mp.setenv("LIVETUNE_TOKEN", TOKEN)
-        train(TrainConfig(timesteps=192, n_envs=1, vec="dummy", run_name="ht",
+        train(TrainConfig(timesteps=128, n_envs=1, vec="dummy", run_name="ht",
                           runs_root=str(world / "runs"), eval_every=0, progress=False,
                           serve_process=False, bind="127.0.0.1:0", checkpoint_every=32,
                           hyper={"n_steps": 32, "batch_size": 32}, **extra))
@@ -148,7 +148,7 @@ def test_token_is_not_sent_to_an_address_nobody_vouched_for(
 # ------------------------------------------------------------------ 6: periodic checkpoints
 def test_only_the_newest_periodic_checkpoints_are_kept(trained: Path, tmp_path: Path) -> None:
     names = sorted(p.name for p in (trained / "checkpoints").iterdir())
-    assert names == ["final", "step_160", "step_192"], names
+    assert names == ["final", "step_128", "step_96"], names
     from livetune_rl.sb3.callback import prune_checkpoints
 
     root = tmp_path / "checkpoints"
