@@ -229,8 +229,6 @@ def test_resume_journals_the_values_in_effect_and_each_revert(
     steps = str(checkpoint["num_timesteps"] + 32)
     monkeypatch.setenv("LIVETUNE_TOKEN", TOKEN)
     assert cli.main(["train", "--resume", str(final), "--timesteps", steps, *TRAIN_ARGS]) == 0
-    config = json.loads((run / "config.json").read_text())
-    assert config["token_required"] is True and "token" not in config
     events = lt.read_journal(journal)
     start = [e for e in events if e.kind == "start"][-1]
     assert start.data["values"]["learning_rate"] == checkpoint["values"]["learning_rate"]
@@ -240,6 +238,8 @@ def test_resume_journals_the_values_in_effect_and_each_revert(
     assert [r.data["variable"] for r in reverts] == ["learning_rate"]
     assert reverts[0].data["journaled"] == 0.5
     assert reverts[0].data["resumed"] == checkpoint["values"]["learning_rate"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["token_required"] is True and "token" not in config
 
 
 # ------------------------------------------------------------------ 12, 13: journal reads
