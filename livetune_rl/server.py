@@ -42,7 +42,7 @@ from grpc_reflection.v1alpha import reflection
 from . import convert, discovery
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
-from .journal import ChangeEvent, read_journal
+from .journal import ChangeEvent, read_journal_tail
 from .registry import Registry, default_registry
 from .values import (
     InvalidNameError,
@@ -190,16 +190,13 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 "this run keeps no journal (started with journal=False)")
         patterns = list(request.patterns)
-        events = [
-            e for e in await asyncio.to_thread(read_journal, journal.path)
-            if e.v > request.since_version
-            and (not patterns or any(fnmatch.fnmatchcase(e.name, p) for p in patterns))
-        ]
         limit = min(request.limit or HISTORY_PAGE, HISTORY_PAGE)
+        events, truncated = await asyncio.to_thread(  # read from the journal's end
+            read_journal_tail, journal.path, since=request.since_version, limit=limit,
+            match=(lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns))
+            if patterns else None)
         return pb.GetHistoryResponse(
-            changes=[convert.event_to_proto(e) for e in events[-limit:]],
-            truncated=len(events) > limit,
-        )
+            changes=[convert.event_to_proto(e) for e in events], truncated=truncated)
 
     async def Watch(self, request: pb.WatchRequest,
                     context: grpc.aio.ServicerContext) -> None:
@@ -342,7 +339,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         reason = "missing" if not given else "wrong"
         return _deny(handler, f"{reason} token: send metadata 'authorization: Bearer <token>' "
-                              "(livetune --token or LIVETUNE_TOKEN)")
+                              "(livetune --token-file or LIVETUNE_TOKEN)")
 
 
 class RateLimitInterceptor(grpc.aio.ServerInterceptor):
@@ -429,7 +426,7 @@ def _port_taken(address: str) -> bool:
 
 def _default_journal_path(run: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return discovery.state_home() / "journals" / f"{run}-{stamp}-{os.getpid()}.jsonl"
+    return discovery.journals_dir() / f"{run}-{stamp}-{os.getpid()}.jsonl"
 
 
 class Server:
