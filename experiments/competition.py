@@ -439,53 +439,61 @@ def _pct(value: float | None) -> str:
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
+    """Per seed: validation accuracy over wall-clock time, both arms, changes and restarts
+    marked; last panel: live minus restart per seed (epochs, final accuracy)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     seeds = data["seeds"]
-    fig, axes = plt.subplots(1, len(seeds) + 1, figsize=(4.2 * (len(seeds) + 1), 4.0),
+    fig, axes = plt.subplots(1, len(seeds) + 1, figsize=(3.6 * (len(seeds) + 1), 3.9),
                              squeeze=False)
     colours = {"live": "tab:blue", "restart": "tab:red"}
-    names = {"live": "live (livetune set)", "restart": "restart from checkpoint"}
     for ax, seed in zip(axes[0], seeds, strict=False):
         for run in (r for r in data["runs"] if r["seed"] == seed):
             xs = [e["t_s"] for e in run["epochs"]]
             ys = [100 * e["val_acc1"] for e in run["epochs"]]
-            ax.plot(xs, ys, ".-", color=colours[run["arm"]], ms=3, lw=1,
-                    label=f"{names[run['arm']]}: {run['epochs_completed']} epochs")
+            ax.plot(xs, ys, ".-", color=colours[run["arm"]], ms=3, lw=1)
             for c in run["changes"]:
-                ax.axvline(c["t_s"], color=colours[run["arm"]], lw=0.6, ls=":")
+                ax.axvline(c["t_s"], color=colours[run["arm"]], lw=0.7, ls=":")
             for rs in run["restarts"]:
                 ax.axvspan(rs["at_s"], rs["at_s"] + rs["total_s"], color="tab:red", alpha=0.15)
-        ax.set_title(f"seed {seed}")
+        epochs = {r["arm"]: r["epochs_completed"] for r in data["runs"] if r["seed"] == seed}
+        ax.set_title(f"seed {seed}: {epochs.get('live')} vs {epochs.get('restart')} epochs",
+                     fontsize=9)
         ax.set_xlabel("wall-clock seconds")
-        ax.set_ylabel("validation accuracy (%)")
         ax.set_xlim(0, data["budget_s"])
-        ys_all = [100 * e["val_acc1"] for r in data["runs"] if r["seed"] == seed
-                  for e in r["epochs"][len(r["epochs"]) // 3:]]
-        if ys_all:
-            ax.set_ylim(min(ys_all) - 1, max(ys_all) + 0.5)
-        ax.legend(fontsize=7, loc="lower right")
+        tail = [100 * e["val_acc1"] for r in data["runs"] if r["seed"] == seed
+                for e in r["epochs"][len(r["epochs"]) // 3:]]
+        if tail:
+            ax.set_ylim(min(tail) - 1, max(tail) + 0.5)
+    axes[0][0].set_ylabel("validation accuracy (%)")
+    handles = [Line2D([], [], color="tab:blue", marker=".", label="live (livetune set)"),
+               Line2D([], [], color="tab:red", marker=".", label="restart from checkpoint"),
+               Line2D([], [], color="grey", ls=":", label="a change by the competitor"),
+               Patch(color="tab:red", alpha=0.15, label="restart in progress (no training)")]
+    wide = len(seeds) >= 2
+    fig.legend(handles=handles, loc="lower center", ncol=4 if wide else 2, fontsize=8,
+               frameon=False)
     ax = axes[0][-1]
     p = data["summary"]["paired"]
-    if p["epochs_completed"] is None or p["final_val_acc1"] is None:
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return
-    per_e = list(p["epochs_completed"]["per_seed"].values())
-    per_a = [100 * v for v in p["final_val_acc1"]["per_seed"].values()]
-    ax.scatter(per_e, per_a, color="black")
-    for s, x, y in zip(p["epochs_completed"]["per_seed"], per_e, per_a, strict=True):
-        ax.annotate(f"seed {s}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axhline(0, color="grey", lw=0.6)
-    ax.axvline(0, color="grey", lw=0.6)
-    ax.set_xlabel("live minus restart: epochs completed")
-    ax.set_ylabel("live minus restart: final val accuracy (points)")
-    ax.set_title("paired differences (dotted lines: changes;\nshaded: restarts)", fontsize=9)
-    fig.tight_layout()
+    if p["epochs_completed"] is not None and p["final_val_acc1"] is not None:
+        per_e = list(p["epochs_completed"]["per_seed"].values())
+        per_a = [100 * v for v in p["final_val_acc1"]["per_seed"].values()]
+        ax.scatter(per_e, per_a, color="black")
+        for s, x, y in zip(p["epochs_completed"]["per_seed"], per_e, per_a, strict=True):
+            ax.annotate(f"seed {s}", (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.set_xlim(min(0, *per_e) - 1, max(0, *per_e) + 1)
+    ax.set_xlabel("epochs completed: live minus restart")
+    ax.set_ylabel("final val accuracy: live minus restart (points)")
+    ax.set_title("paired by seed", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07 if wide else 0.13, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -516,7 +524,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the two arms of a seed one after the other, not at the same time")
     p.add_argument("--out", default=str(RESULTS), help="output folder")
     p.add_argument("--workdir", default=None, help="where jobs write (default: a temp dir)")
+    p.add_argument("--replot", default=None, metavar="JSON",
+                   help="only rewrite the table and plot beside an existing results JSON")
     args = p.parse_args(argv)
+    if args.replot:
+        source = Path(args.replot)
+        data = json.loads(source.read_text())
+        source.with_suffix(".md").write_text(report(data))
+        plot(data, source.with_suffix(".png"))
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     quick = args.quick
     pilot_seed = 100
