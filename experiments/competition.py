@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("LIVETUNE_HOME", str(root / "home"))
         s = Settings(arch=args.arch, width=width, batch_size=args.batch_size, root=root,
-                     extra=["--no-tensorboard"] if quick else [])
+                     extra=["--no-tensorboard", "--no-serve-process"] if quick else [])
         for i, seed in enumerate(seeds):
             say(f"seed {seed} ({i + 1}/{len(seeds)}): live and restart, {budget:.0f} s each"
                 f"{', one after the other' if args.sequential else ', at the same time'} "
