@@ -25,10 +25,11 @@ Reported per run: every epoch's end time, validation accuracy and learning rate,
 competitor's changes with their times, the restarts with their measured phases; per arm:
 epochs completed within the budget, final and best validation accuracy; live minus restart
 per seed with a bootstrap interval over seeds. Outputs ``experiments/results/competition.
-{json,md,png}``. Run::
+{json,md,png}`` (``--pilot``: ``competition_pilot.*``, the seed the rules were chosen on).
+Run::
 
     .venv/bin/python experiments/competition.py            # about 23 minutes on 2 CPU cores
-    .venv/bin/python experiments/competition.py --quick    # about 30 s: checks the pipeline
+    .venv/bin/python experiments/competition.py --quick    # checks the pipeline (45 CPU-s)
 """
 
 from __future__ import annotations
