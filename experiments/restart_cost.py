@@ -1,9 +1,9 @@
 """What does a hyperparameter change cost: live (livetune) versus stop-and-restart?
 
-Two measurements on the ``livetune train-vision`` path (torchvision VGG), each training job a
-real separate process started the way a user starts it (``python -m livetune_rl.vision.cli``):
+Measured on the ``livetune train-vision`` path (torchvision VGG), each training job a real
+separate process started the way a user starts it (``python -m livetune_rl.vision.cli``).
 
-**A. Cost per change.** One job trains; a fixed sequence of changes is made to it
+**Cost per change.** One job trains; a fixed sequence of changes is made to it
 
 * *live*: ``Set`` over gRPC; the time from the request to the change being in effect (the
   ``applied`` journal record the training loop writes at its next iteration), and the training
@@ -22,22 +22,19 @@ seconds the restart consumed (new process until its first step + the checkpoint 
 quoting it). The estimate leaves out the idle power of the machine and of any accelerator held
 during the restart, which is what dominates on a GPU node (the paper's 5.4 kJ in 60 s is 90 W).
 
-**B. Competition** (the paper's setting): a fixed wall-clock budget and a fixed schedule of
-learning-rate changes (one every ``--change-every`` seconds). Live: one job, changes by
-``Set``. Restart: each change stops the job and resumes it in a new process with the new
-value. Reported: iterations, epochs completed and final validation accuracy of each. The
-arms alternate (``--repeats``, default 2: live, restart, restart, live) so that a drift of other
-load on the machine hits both alike; the load average is recorded with every run.
+The competition setting (a wall-clock budget, a person making changes) is measured by
+``experiments/competition.py``, which restarts for real under a scripted tuner; this script
+only measures what one change costs.
 
 Data: the learnable synthetic set :class:`livetune_rl.vision.data.SyntheticPatterns` by default
 (no download; nothing ships a colour image set), or real data with ``--dataset cifar100
 --data-root DIR`` (also ``tinyimagenet``, ``imagenet``). Outputs ``experiments/results/
 restart_cost.{json,md,png}``. Run::
 
-    .venv/bin/python experiments/restart_cost.py            # about 8 minutes on 2 CPU cores
+    .venv/bin/python experiments/restart_cost.py            # about 2 minutes on 2 CPU cores
     .venv/bin/python experiments/restart_cost.py --quick    # under a minute (CI)
     .venv/bin/python experiments/restart_cost.py --dataset cifar100 --data-root ~/data \\
-        --arch vgg16_bn --width 1 --budget 1800 --change-every 300
+        --arch vgg16_bn --width 1
 """
 
 from __future__ import annotations
@@ -339,80 +336,6 @@ def _other(name: str, value: Any) -> Any:
     return float(value) / 2
 
 
-# ------------------------------------------------------------------------- B: competition
-def competition(s: Settings, budget: float, every: float, lrs: list[float],
-                repeats: int = 1) -> dict[str, Any]:
-    """Same wall-clock budget and change schedule, live vs restart; final accuracy.
-
-    The arms alternate (live, restart, then restart, live, ...) ``repeats`` times so that a
-    drift in the machine's other load hits both alike; each run records the load average.
-    """
-    schedule = [(every * (i + 1), lr) for i, lr in enumerate(lrs) if every * (i + 1) < budget]
-    if not schedule:
-        raise ValueError("no change fits in the budget: lower --change-every")
-    runs: list[dict[str, Any]] = []
-    for r in range(repeats):
-        for arm in (("live", "restart") if r % 2 == 0 else ("restart", "live")):
-            load = _loadavg()
-            run = (_live_arm if arm == "live" else _restart_arm)(s, budget, schedule, r)
-            runs.append({"arm": arm, "repeat": r, "load_at_start": load, **run})
-    out: dict[str, Any] = {"budget_s": budget, "repeats": repeats, "runs": runs,
-                           "schedule": [{"at_s": t, "learning_rate": v} for t, v in schedule]}
-    for arm in ("live", "restart"):
-        mine = [x for x in runs if x["arm"] == arm]
-        accs = [x["acc1"] for x in mine if x["acc1"] is not None]
-        out[arm] = {"iterations": _mean(mine, "iterations"), "epochs": _mean(mine, "epochs"),
-                    "acc1": statistics.fmean(accs) if accs else None,
-                    "restarts": mine[0]["restarts"], "restart_s": _mean(mine, "restart_s")}
-    return out
-
-
-def _live_arm(s: Settings, budget: float, schedule: list[tuple[float, float]],
-              r: int) -> dict[str, Any]:
-    start = time.time()
-    job = Job(s, f"compete-live-{r}", eval_at_end=True)
-    try:
-        job.connect()
-        for at, lr in schedule:
-            time.sleep(max(0.0, start + at - time.time()))
-            assert job.client is not None
-            job.client.set({"learning_rate": lr})
-        time.sleep(max(0.0, start + budget - time.time()))
-        job.stop()
-        return {**_summary(job.result()), "restarts": 0, "restart_s": 0.0}
-    finally:
-        job.kill()
-
-
-def _restart_arm(s: Settings, budget: float, schedule: list[tuple[float, float]],
-                 r: int) -> dict[str, Any]:
-    start = time.time()
-    job = Job(s, f"compete-restart-{r}-0", eval_at_end=False)
-    gaps = 0.0
-    try:
-        job.connect()
-        for i, (at, lr) in enumerate(schedule, 1):
-            time.sleep(max(0.0, start + at - time.time()))
-            stopped, _ = job.stop()
-            job = Job(s, f"compete-restart-{r}-{i}", eval_at_end=i == len(schedule),
-                      resume=job.run_dir / "checkpoints" / "last.pt",
-                      set_values={"learning_rate": lr})
-            first = job.wait_phase("first_step", timeout=600)
-            gaps += first["t"] - stopped
-            job.connect()
-        time.sleep(max(0.0, start + budget - time.time()))
-        job.stop()
-        return {**_summary(job.result()), "restarts": len(schedule), "restart_s": gaps}
-    finally:
-        job.kill()
-
-
-def _summary(result: dict[str, Any]) -> dict[str, Any]:
-    ev = result.get("evaluation") or {}
-    return {"iterations": result["global_step"], "epochs": result["epochs_completed"],
-            "samples": result["samples_seen"], "acc1": ev.get("acc1"), "loss": ev.get("loss")}
-
-
 # ------------------------------------------------------------------------- report
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.fmean(float(r[key]) for r in rows) if rows else 0.0
@@ -429,8 +352,8 @@ def report(data: dict[str, Any]) -> str:
         f"Energy: {data['energy_source']}",
         "",
         *(["**Quick mode: a check that the pipeline works, not a measurement.** The job is "
-           "measured within its first iterations, which are slow warm-up iterations, and the "
-           "competition budget is shorter than one restart.", ""] if data["quick"] else []),
+           "measured within its first iterations, which are slow warm-up iterations.", ""]
+          if data["quick"] else []),
         "## Per change (seconds)",
         "",
         "| change | iteration time | live: set to in effect | live: training time lost | "
@@ -474,29 +397,6 @@ def report(data: dict[str, Any]) -> str:
         "Phases: " + "; ".join(f"`{p}`: {PHASE_HELP[p]}" for p in PHASES) + ".",
         "",
     ]
-    c = data.get("competition")
-    if c:
-        sched = ", ".join(f"{x['learning_rate']:g} at {x['at_s']:.0f} s" for x in c["schedule"])
-        lines += [
-            f"## Competition: {c['budget_s']:.0f} s wall-clock budget, learning rate changes: "
-            f"{sched}",
-            "",
-            f"Arms alternate ({c['repeats']} repeat(s)) so a drift of the machine's other "
-            "load hits both; the load average at each run's start is shown.",
-            "",
-            "| arm | repeat | load | iterations | epochs completed | final val acc1 | "
-            "restarts | time in restarts (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        rows = [*c["runs"], {**c["live"], "arm": "**live, mean**", "repeat": "",
-                             "load_at_start": ""},
-                {**c["restart"], "arm": "**restart, mean**", "repeat": "", "load_at_start": ""}]
-        for r in rows:
-            acc = "n/a" if r["acc1"] is None else f"{r['acc1']:.4f}"
-            lines.append(f"| {r['arm']} | {r['repeat']} | {r['load_at_start']} | "
-                         f"{r['iterations']:.0f} | {r['epochs']:.2f} | {acc} | "
-                         f"{r['restarts']} | {r['restart_s']:.1f} |")
-        lines.append("")
     lines += ["![restart cost](restart_cost.png)", ""]
     return "\n".join(lines)
 
@@ -508,9 +408,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     a = data["per_change"]
-    c = data.get("competition")
-    fig, axes = plt.subplots(1, 2 if c else 1, figsize=(12 if c else 7, 4.2), squeeze=False)
-    ax = axes[0][0]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     left = 0.0
     means = {p: statistics.fmean(r["phases"][p] for r in a["restart"]) for p in PHASES}
     colours = plt.get_cmap("tab10")
@@ -526,29 +424,6 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("seconds per hyperparameter change (mean)")
     ax.set_title(f"restart {left:.1f} s vs live {live_s * 1e3:.0f} ms")
     ax.legend(fontsize=7, loc="upper center", ncol=4, frameon=False)
-    if c:
-        ax2 = axes[0][1]
-        arms = ["live", "restart"]
-        epochs = [c[x]["epochs"] for x in arms]
-        accs = [c[x]["acc1"] or 0.0 for x in arms]
-        xs = range(len(arms))
-        ax2.bar([x - 0.2 for x in xs], epochs, width=0.4, label="epochs completed")
-        ax2.set_ylabel("epochs completed")
-        ax3 = ax2.twinx()
-        ax3.bar([x + 0.2 for x in xs], accs, width=0.4, color="tab:orange",
-                label="final val acc1")
-        ax2.set_ylim(0, max([*epochs, 0.1]) * 1.35)
-        ax3.set_ylim(0, 1.35)
-        ax3.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-        for x, (e, acc) in enumerate(zip(epochs, accs, strict=True)):
-            ax2.text(x - 0.2, e, f"{e:.2f}", ha="center", va="bottom", fontsize=8)
-            ax3.text(x + 0.2, acc, f"{acc:.3f}", ha="center", va="bottom", fontsize=8)
-        ax3.set_ylabel("final validation accuracy")
-        ax2.set_xticks(list(xs), arms)
-        ax2.set_title(f"competition: {c['budget_s']:.0f} s budget, "
-                      f"{len(c['schedule'])} lr changes (mean of {c['repeats']})")
-        ax2.legend(loc="upper left", fontsize=8)
-        ax3.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -564,7 +439,7 @@ def _loadavg() -> str:
 # ------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="one change, short budget (< 60 s)")
+    p.add_argument("--quick", action="store_true", help="one change (< 60 s)")
     p.add_argument("--dataset", default="synthetic",
                    choices=("synthetic", "fake", "cifar100", "tinyimagenet", "imagenet"))
     p.add_argument("--data-root", default=None)
@@ -577,13 +452,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads per job (OMP_NUM_THREADS); 1 keeps a shared "
                         "machine's other load from stalling OpenMP barriers")
-    p.add_argument("--budget", type=float, default=None,
-                   help="competition budget in seconds (default 90; quick 6)")
-    p.add_argument("--change-every", type=float, default=None,
-                   help="seconds between scheduled changes (default 20; quick 3)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="competition runs per arm, alternating (default 2; quick 1)")
-    p.add_argument("--no-competition", action="store_true")
     p.add_argument("--watts-per-core", type=float, default=10.0,
                    help="power figure for the CPU-time energy estimate")
     p.add_argument("--out", default=str(RESULTS), help="output folder")
@@ -594,13 +462,10 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = args.quick
     width = args.width if args.width is not None else (0.0625 if quick else 0.25)
-    budget = args.budget if args.budget is not None else (6.0 if quick else 90.0)
-    every = args.change_every if args.change_every is not None else (3.0 if quick else 20.0)
     train_size = args.train_size or (512 if quick else 4096)
     changes: list[tuple[str, Any]] = [("learning_rate", 0.02)] if quick else [
         ("learning_rate", 0.02), ("momentum", 0.8), ("weight_decay", 1e-4),
         ("batch_size", 2 * args.batch_size), ("dropout", 0.3)]
-    lrs = [0.02, 0.01, 0.005, 0.002, 0.001]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meter = EnergyMeter()
@@ -618,15 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                      extra=["--no-tensorboard"] if quick else [])
         started = time.time()
         load_before = _loadavg()
-        print(f"A. per-change cost: {len(changes)} changes, live then restart ...", flush=True)
+        print(f"per-change cost: {len(changes)} changes, live then restart ...", flush=True)
         a = per_change(s, changes, meter, warm_steps=3 if quick else 20,
                        between=1 if quick else 3)
-        comp = None
-        if not args.no_competition:
-            print(f"B. competition: {budget:.0f} s budget, a change every {every:.0f} s ...",
-                  flush=True)
-            comp = competition(s, budget, every, lrs, repeats=args.repeats or (1 if quick
-                                                                                else 2))
         elapsed = time.time() - started
     restart_s = _mean(a["restart"], "total_s")
     live_s = _mean(a["live"], "in_effect_s")
@@ -637,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, "
                    f"{os.cpu_count()} CPUs, Python {platform.python_version()}; 1-minute load "
                    f"average {load_before} at start, {_loadavg()} at end (other work on the "
-                   "machine slows every arm alike)",
+                   "machine slows the restarts too)",
         "job": f"{args.arch} width {width:g} (small head), {args.dataset}"
                f"{'' if args.dataset not in ('synthetic', 'fake') else f' {train_size} images'}"
                f", 32x32, batch {args.batch_size}, SGD momentum 0.9, workers {args.workers}, "
@@ -647,7 +506,6 @@ def main(argv: list[str] | None = None) -> int:
             f"seconds x {args.watts_per_core:g} W per busy core"),
         "watts_per_core": args.watts_per_core,
         "per_change": a,
-        "competition": comp,
         "saved": {"seconds": restart_s - live_s, "joules": restart_j,
                   "joules_method": "measured" if meter.available else "estimate"},
         "paper": PAPER,

@@ -192,8 +192,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace, name: str | None = None) -> Any:
     from .client import connect
+    from .tokens import token_from
 
-    return connect(args.addr, run=args.run, token=args.token, tls_ca=args.cacert,
+    token = token_from(args.token, args.token_file)
+    return connect(args.addr, run=args.run, token=token, tls_ca=args.cacert,
                    timeout=args.timeout, name=name)
 
 
@@ -300,13 +302,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.file:  # a finished (or unreachable) run: read its journal directly
         import fnmatch
 
-        from .journal import read_journal
+        from .journal import iter_journal, read_journal_tail
 
         if not os.path.exists(args.file):
             raise LiveTuneError(f"no journal at {args.file}")
-        events = [e for e in read_journal(args.file) if e.v > args.since and (
-            not args.patterns or any(fnmatch.fnmatchcase(e.name, p) for p in args.patterns))]
-        events = events[-args.limit:] if args.limit else events
+
+        def wanted(name: str) -> bool:
+            return not args.patterns or any(fnmatch.fnmatchcase(name, p) for p in args.patterns)
+
+        if args.limit:  # read from the end: the cost follows --limit, not the journal's size
+            events, _ = read_journal_tail(args.file, since=args.since, limit=args.limit,
+                                          match=wanted)
+        else:  # corrupt records are skipped with a warning naming their line
+            events = [e for e in iter_journal(args.file) if e.v > args.since and wanted(e.name)]
     else:
         with _client(args) as client:
             events = client.history(since=args.since, limit=args.limit,
@@ -355,8 +363,12 @@ def _target_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="address of the run (host:port or unix:/path); "
                              "default: $LIVETUNE_ADDR or the only live run")
     target.add_argument("--run", default=default(None), help="name (or pid) of a live run")
+    target.add_argument("--token-file", default=default(None), metavar="FILE",
+                        help="read the bearer token from FILE (yours, mode 0600 or 0400); "
+                             "default: $LIVETUNE_TOKEN")
     target.add_argument("--token", default=default(None),
-                        help="bearer token (default: $LIVETUNE_TOKEN)")
+                        help="bearer token on the command line: visible to every user in "
+                             "ps, so warned about; prefer --token-file or $LIVETUNE_TOKEN")
     target.add_argument("--cacert", default=default(None),
                         help="CA certificate (PEM) of a run that serves TLS "
                              "(default: $LIVETUNE_CACERT)")

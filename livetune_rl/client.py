@@ -75,14 +75,20 @@ class Client:
         timeout: seconds for each unary call.
         name: who this client is, journaled as the source of its changes with the user, host
             and peer address (e.g. "livetune-tune").
+        withhold_token: do not send the token, for this reason (said when the server asks
+            for one). :func:`connect` sets it for an address neither the user nor discovery
+            named (the default port, which any local user may hold).
     """
 
     def __init__(self, address: str, *, token: str | None = None,
                  tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None, withhold_token: str | None = None) -> None:
         self.address = address
         self.timeout = timeout
         token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
+        self._withheld = withhold_token if token else None
+        if self._withheld:
+            token = None  # an address nobody vouched for gets no token
         options = [("grpc.max_receive_message_length", 64 << 20)]
         if tls_ca is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
@@ -110,6 +116,8 @@ class Client:
             reason = "timed out" if code is grpc.StatusCode.DEADLINE_EXCEEDED else "unavailable"
             details = (f"cannot reach a livetune run at {self.address} ({reason}); is it "
                        "running? `livetune runs` lists the live runs on this machine")
+        elif code is grpc.StatusCode.UNAUTHENTICATED and self._withheld:
+            details = f"{details} (the token was not sent: {self._withheld})"
         return ClientError(code, details)
 
     # ----------------------------------------------------------------- calls
@@ -211,31 +219,59 @@ class Client:
         self.close()
 
 
-def resolve_address(address: str | None = None, run: str | None = None) -> tuple[str, bool]:
-    """Where to connect and whether the run serves TLS, in this order: ``address``, the run
-    called ``run``, ``$LIVETUNE_ADDR``, the only live run on this machine, the default."""
+@dataclass(frozen=True)
+class Target:
+    """Where :func:`connect` goes: the address, whether it serves TLS, and whether a token may
+    be sent there (the user named the address, or an owner-only discovery record did)."""
+
+    address: str
+    tls: bool = False
+    vouched: bool = True
+
+
+def resolve_target(address: str | None = None, run: str | None = None) -> Target:
+    """Where to connect, in this order: ``address``, the run called ``run``,
+    ``$LIVETUNE_ADDR``, the only live run on this machine, the default (not vouched for)."""
     if address:
-        return address, False
+        return Target(address)
     if run:
         record = discovery.find_run(run)
-        return record.address, record.tls
+        return Target(record.address, record.tls)
     if os.environ.get("LIVETUNE_ADDR"):
-        return os.environ["LIVETUNE_ADDR"], False
+        return Target(os.environ["LIVETUNE_ADDR"])
     runs = discovery.list_runs()
     if len(runs) == 1:
-        return runs[0].address, runs[0].tls
+        return Target(runs[0].address, runs[0].tls)
     if len(runs) > 1:
         discovery.find_run(None)  # raises, naming the runs to choose from
-    return DEFAULT_ADDRESS, False
+    return Target(DEFAULT_ADDRESS, vouched=False)
+
+
+def resolve_address(address: str | None = None, run: str | None = None) -> tuple[str, bool]:
+    """``(address, tls)`` of :func:`resolve_target`."""
+    target = resolve_target(address, run)
+    return target.address, target.tls
 
 
 def connect(address: str | None = None, *, run: str | None = None, token: str | None = None,
             tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
             name: str | None = None) -> Client:
-    """A :class:`Client` for ``address``, or for the run named ``run`` (see resolve_address)."""
-    target, tls = resolve_address(address, run)
-    if tls and tls_ca is None:
-        tls_ca = os.environ.get("LIVETUNE_CACERT") or None
-        if tls_ca is None:
-            raise LiveTuneError(f"{target} serves TLS: pass the CA certificate (--cacert)")
-    return Client(target, token=token, tls_ca=tls_ca, timeout=timeout, name=name)
+    """A :class:`Client` for ``address``, or for the run named ``run`` (see resolve_target).
+
+    The token (``token``, else ``$LIVETUNE_TOKEN``) is sent only where the user or discovery
+    pointed: with no address, no run name, no ``$LIVETUNE_ADDR`` and no live run of this user,
+    the client still tries the default address but without the token, since any local user
+    could be listening there; name the address (``--addr``) to send it.
+    """
+    target = resolve_target(address, run)
+    tls_ca_used = tls_ca
+    if target.tls and tls_ca_used is None:
+        tls_ca_used = os.environ.get("LIVETUNE_CACERT") or None
+        if tls_ca_used is None:
+            raise LiveTuneError(f"{target.address} serves TLS: pass the CA certificate "
+                                "(--cacert)")
+    withhold = None if target.vouched else (
+        f"no live run of yours is registered at {target.address}, and any local user could "
+        f"hold that port; to send the token there, name it: --addr {target.address}")
+    return Client(target.address, token=token, tls_ca=tls_ca_used, timeout=timeout, name=name,
+                  withhold_token=withhold)

@@ -17,13 +17,20 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .private import ensure_private_dir
 from .values import LiveTuneError
+
+log = logging.getLogger(__name__)
+_RECORD_NAME = re.compile(r".+-[0-9]+\.json")
 
 
 def state_home() -> Path:
@@ -40,10 +47,18 @@ def runs_dir() -> Path:
     return state_home() / "runs"
 
 
+def journals_dir() -> Path:
+    """Where runs served without a journal path keep their journal (created 0700)."""
+    ensure_private_dir(state_home())
+    return ensure_private_dir(state_home() / "journals")
+
+
 def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
+    """``path`` and the state directory above it as owner-only directories. A symlink is
+    never followed to chmod its target; one to a directory that is not private is refused."""
+    if path.parent == state_home():
+        ensure_private_dir(path.parent)
+    return ensure_private_dir(path)
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -117,23 +132,47 @@ def remove_record(path: str | os.PathLike[str]) -> None:
     Path(path).unlink(missing_ok=True)
 
 
+def _trusted_dir(directory: Path) -> bool:
+    """True if ``directory`` (or what a link there points at) is this user's and private."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        log.warning("livetune: ignoring the discovery directory %s: it must be yours and "
+                    "private (mode 0700, owner uid %d), it is mode %04o, owner uid %d",
+                    directory, os.getuid(), stat.S_IMODE(st.st_mode), st.st_uid)
+        return False
+    return True
+
+
 def list_runs(directory: Path | None = None, *, cleanup: bool = True) -> list[RunRecord]:
-    """Live runs, oldest first. Records of dead processes are removed when ``cleanup``."""
+    """Live runs, oldest first.
+
+    Only records this user wrote are read: regular files (not links) owned by the user, in a
+    private directory of the user's. With ``cleanup``, a record whose process has died is
+    removed; a file that does not parse as a record is left alone (nothing proves livetune
+    wrote it) and skipped.
+    """
     directory = directory or runs_dir()
-    if not directory.is_dir():
+    if not _trusted_dir(directory):
         return []
     runs = []
+    uid = os.getuid()
     for path in sorted(directory.glob("*.json")):
         try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+                continue  # not a record of ours: never read as one, never removed
             data = json.loads(path.read_text(encoding="utf-8"))
             record = RunRecord(**{**data, "path": str(path)})
         except (OSError, ValueError, TypeError):
-            if cleanup:
-                remove_record(path)
             continue
         if record.alive():
             runs.append(record)
-        elif cleanup:
+        elif cleanup and _RECORD_NAME.fullmatch(path.name):
             remove_record(path)
     return sorted(runs, key=lambda r: r.started)
 

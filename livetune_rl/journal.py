@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .private import open_private
 from .values import Value
 
 log = logging.getLogger(__name__)
@@ -65,26 +67,95 @@ class ChangeEvent:
         return record
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> ChangeEvent:
-        """Inverse of :meth:`to_record`; raises ``ValueError`` on a malformed record."""
+    def from_record(cls, record: Any) -> ChangeEvent:
+        """Inverse of :meth:`to_record`; raises ``ValueError`` on a malformed record.
+
+        Every field is checked, so a record that parses as JSON but could not be sent or shown
+        (a text ``step``, a time beyond year 9999, a version beyond 64 bits, a non-finite
+        number, data nested deeper than :data:`MAX_DATA_DEPTH`) is refused here, not later.
+        """
+        if not isinstance(record, dict):
+            raise ValueError(f"a journal record is a JSON object, not {type(record).__name__}")
         try:
             kind = record["kind"]
             if kind not in KINDS:
                 raise ValueError(f"unknown kind {kind!r}")
+            v = _int_field(record["v"], "v")
+            t = record["t"]
+            if (isinstance(t, bool) or not isinstance(t, (int, float))
+                    or not 0 <= t < _MAX_TIME):
+                raise ValueError(f"t must be seconds since 1970 before year 10000, not {t!r}")
+            name, source = record.get("name", ""), record.get("source", "")
+            if not isinstance(name, str) or not isinstance(source, str):
+                raise ValueError("name and source must be text")
+            data = record.get("data") or {}
+            if not isinstance(data, dict):
+                raise ValueError(f"data must be an object, not {type(data).__name__}")
+            _check_data(data, 1)
             return cls(
-                v=int(record["v"]),
-                t=float(record["t"]),
+                v=v,
+                t=float(t),
                 kind=kind,
-                name=str(record.get("name", "")),
-                old=record.get("old"),
-                new=record.get("new"),
-                source=str(record.get("source", "")),
-                step=record.get("step"),
-                applies=record.get("applies"),
-                data=dict(record.get("data") or {}),
+                name=name,
+                old=_value_field(record.get("old"), "old"),
+                new=_value_field(record.get("new"), "new"),
+                source=source,
+                step=_int_field(record.get("step"), "step", optional=True),
+                applies=_int_field(record.get("applies"), "applies", optional=True),
+                data=data,
             )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed journal record {record!r}: {exc}") from None
+        except KeyError as exc:
+            raise ValueError(f"missing field {exc}") from None
+
+
+MAX_DATA_DEPTH = 32
+"""Deepest nesting of lists/objects accepted in a record's ``data`` (protobuf's Struct, which
+carries it to clients, stops at 100)."""
+_MAX_TIME = 253402300800.0  # 10000-01-01 UTC: the first time datetime cannot show
+_INT64 = 2**63 - 1
+
+
+def _int_field(value: Any, key: str, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64:
+        raise ValueError(f"{key} must be an integer from 0 to 2**63-1, not {value!r:.40}")
+    return value
+
+
+def _value_field(value: Any, key: str) -> Value | None:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int) and -_INT64 - 1 <= value <= _INT64:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError(f"{key} must be a finite number, a bool or text, not {value!r:.40}")
+
+
+def _check_data(obj: Any, depth: int) -> None:
+    if depth > MAX_DATA_DEPTH:
+        raise ValueError(f"data nested deeper than {MAX_DATA_DEPTH} levels")
+    items = obj.values() if isinstance(obj, dict) else obj
+    for item in items:
+        if isinstance(item, (dict, list)):
+            _check_data(item, depth + 1)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("data holds a non-finite number")
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53:
+            raise ValueError(f"data holds an integer beyond 2**53: {item!r:.40}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a journal holds")
+
+
+def parse_line(line: str | bytes) -> ChangeEvent:
+    """One journal line as a :class:`ChangeEvent`; ``ValueError`` naming what is wrong."""
+    try:
+        return ChangeEvent.from_record(json.loads(line, parse_constant=_reject_constant))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class Journal:
@@ -98,8 +169,9 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # never through a symbolic link planted where the journal goes, never someone else's
+        fd = open_private(self.path, "a")
         self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._fsync = fsync
         self._lock = threading.Lock()
@@ -138,15 +210,17 @@ class Journal:
 
 
 def iter_journal(path: str | os.PathLike[str]) -> Iterator[ChangeEvent]:
-    """Yield the records of a journal in file order, skipping torn or corrupt lines."""
+    """Yield the records of a journal in file order, skipping torn or corrupt lines (each
+    skipped line is logged as a warning naming the file, the line number and the reason)."""
     with open(path, encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                yield ChangeEvent.from_record(json.loads(line))
-            except ValueError:
-                log.warning("%s:%d: skipping a torn or corrupt journal line", path, number)
+                yield parse_line(line)
+            except ValueError as exc:
+                log.warning("%s:%d: skipping a torn or corrupt journal record: %s", path,
+                            number, exc)
 
 
 def read_journal(path: str | os.PathLike[str]) -> list[ChangeEvent]:
@@ -155,3 +229,72 @@ def read_journal(path: str | os.PathLike[str]) -> list[ChangeEvent]:
         return list(iter_journal(path))
     except FileNotFoundError:
         return []
+
+
+_BLOCK = 1 << 16
+
+
+def _lines_from_end(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` from the last line of the file to the first, read in blocks."""
+    with open(path, "rb") as file:
+        end = file.seek(0, os.SEEK_END)
+        rest = b""
+        while end > 0:
+            start = max(0, end - _BLOCK)
+            file.seek(start)
+            block = file.read(end - start) + rest
+            end = start
+            parts = block.split(b"\n")
+            rest = parts.pop(0)  # may continue in the previous block
+            offset = end + len(rest) + 1
+            found = []
+            for part in parts:
+                found.append((offset, part))
+                offset += len(part) + 1
+            yield from reversed(found)
+        if rest:
+            yield 0, rest
+
+
+def read_journal_tail(path: str | os.PathLike[str], *, since: int = 0, limit: int,
+                      match: Callable[[str], bool] | None = None,
+                      ) -> tuple[list[ChangeEvent], bool]:
+    """The newest ``limit`` records with version above ``since`` (and, with ``match``, whose
+    name it accepts), oldest first, and whether older ones matched too.
+
+    Reads from the end of the file and stops as soon as it has ``limit`` + 1 records or meets
+    a record at or below ``since`` (versions increase along a journal, a resumed run
+    continues them), so the cost follows what is asked, not the journal's size. Corrupt lines
+    are skipped with a warning naming their byte offset, as :func:`iter_journal` does.
+
+    :param path: the journal (an absent file reads as empty).
+    :param since: only versions above this one.
+    :param limit: at most this many records (at least 1).
+    :param match: a test on the record's name (None: every name).
+
+    Example::
+
+        >>> events, more = read_journal_tail("runs/x/journal.jsonl", limit=20)  # doctest: +SKIP
+    """
+    limit = max(1, int(limit))
+    found: list[ChangeEvent] = []
+    try:
+        for offset, line in _lines_from_end(path):
+            if not line.strip():
+                continue
+            try:
+                event = parse_line(line.decode("utf-8", errors="replace"))
+            except ValueError as exc:
+                log.warning("%s (byte %d): skipping a torn or corrupt journal record: %s",
+                            path, offset, exc)
+                continue
+            if event.v <= since:
+                break
+            if match is None or match(event.name):
+                found.append(event)
+                if len(found) > limit:
+                    break
+    except FileNotFoundError:
+        return [], False
+    more = len(found) > limit
+    return found[:limit][::-1], more

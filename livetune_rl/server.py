@@ -33,7 +33,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from grpc_reflection.v1alpha import reflection
 from . import convert, discovery
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
-from .journal import ChangeEvent, read_journal
+from .journal import ChangeEvent, read_journal_tail
 from .patterns import NameFilter
 from .registry import Registry, default_registry
 from .values import (
@@ -229,15 +229,12 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         except Exception as exc:
             await self._fail(context, exc)
             raise
-        events = [
-            e for e in await asyncio.to_thread(read_journal, journal.path)
-            if e.v > request.since_version and wanted(e.name)
-        ]
         limit = min(request.limit or HISTORY_PAGE, HISTORY_PAGE)
+        events, truncated = await asyncio.to_thread(  # read from the journal's end
+            read_journal_tail, journal.path, since=request.since_version, limit=limit,
+            match=wanted if wanted.patterns else None)
         return pb.GetHistoryResponse(
-            changes=[convert.event_to_proto(e) for e in events[-limit:]],
-            truncated=len(events) > limit,
-        )
+            changes=[convert.event_to_proto(e) for e in events], truncated=truncated)
 
     async def Watch(self, request: pb.WatchRequest,
                     context: grpc.aio.ServicerContext) -> None:
@@ -250,10 +247,12 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many watchers (limit {self.max_watchers})")
         self.watchers += 1
+        held = True
         lags = 0
         overflow = asyncio.Event()  # set when this watcher's buffer overflows
+        messages = self._watch(wanted, overflow)
         try:
-            async for message in self._watch(wanted, overflow):
+            async for message in messages:
                 if message.HasField("lagged"):
                     lags += 1
                     if lags > self.max_lags:
@@ -263,10 +262,16 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                             "with this run's changes (watch fewer names with patterns)")
                 reason = await self._write(context, message, overflow)
                 if reason:
+                    # The stream is blocked by flow control, so sending the status below can
+                    # itself wait until the connection goes: unsubscribe and free the slot first.
+                    await messages.aclose()
+                    self.watchers -= 1
+                    held = False
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"watcher dropped: {reason}")
         finally:
-            self.watchers -= 1
+            if held:
+                self.watchers -= 1
 
     async def _write(self, context: grpc.aio.ServicerContext, message: pb.WatchResponse,
                      overflow: asyncio.Event) -> str | None:
@@ -296,7 +301,8 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                 write.cancel()
 
     async def _watch(self, match: NameFilter,
-                     overflow: asyncio.Event | None = None) -> AsyncIterator[pb.WatchResponse]:
+                     overflow: asyncio.Event | None = None
+                     ) -> AsyncGenerator[pb.WatchResponse, None]:
         loop = asyncio.get_running_loop()
         lagged = object()
         overflow = overflow if overflow is not None else asyncio.Event()
@@ -536,7 +542,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         if not allowed:
             reason = "missing" if not given else "wrong"
             return _deny(handler, f"{reason} token: send metadata 'authorization: Bearer "
-                                  "<token>' (livetune --token or LIVETUNE_TOKEN)")
+                                  "<token>' (livetune --token-file or LIVETUNE_TOKEN)")
         return _strict(handler)
 
 
@@ -631,7 +637,7 @@ def _raise_fd_limit(wanted: int) -> None:
 
 def _default_journal_path(run: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return discovery.state_home() / "journals" / f"{run}-{stamp}-{os.getpid()}.jsonl"
+    return discovery.journals_dir() / f"{run}-{stamp}-{os.getpid()}.jsonl"
 
 
 class Server:

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .private import write_private
 from .server import MAX_CALLS_PER_SECOND
+from .values import LiveTuneError
 
 ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
 FAST_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -51,7 +54,7 @@ class TrainConfig:
     run_name: str | None = None
     runs_root: str = "runs"
     bind: str | None = None
-    token: str | None = None
+    token: str | None = None  # never written anywhere; config.json says token_required
     reward: dict[str, float] = field(default_factory=dict)
     scale: float = 1.0
     reward_bounds: tuple[float, float] = (-10.0, 10.0)
@@ -59,6 +62,7 @@ class TrainConfig:
     eval_every: int = 20_000
     eval_episodes: int = 10
     checkpoint_every: int = 0
+    keep_checkpoints: int = 5
     relabel: bool = True
     progress: bool = True
     hyper: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +114,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--run-name", default=None, help="default: <algo>-<env>-<time>")
     p.add_argument("--runs-root", default=d.runs_root, help="run directories go here")
     p.add_argument("--bind", default=None, help="serve address (default 127.0.0.1:50051)")
-    p.add_argument("--token", default=None, help="require this bearer token")
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="require the bearer token in FILE (yours, mode 0600 or 0400); "
+                        "default: $LIVETUNE_TOKEN. The token is never written anywhere")
+    p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
+    p.add_argument("--no-token", action="store_true",
+                   help="with --resume: serve without a token although the run required one")
     p.add_argument("--reward", default=None, metavar="C=W,...",
                    help="initial reward weights, e.g. hungry_thirsty=-1,not_hungry_thirsty=1")
     p.add_argument("--scale", type=float, default=d.scale, help="initial reward.scale")
@@ -121,7 +130,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="evaluate every N steps (0: only on `livetune fire evaluate`)")
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
-    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="also checkpoint every N steps (0: only on `livetune fire checkpoint`)")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
+                   help="keep the newest N of the --checkpoint-every checkpoints (default "
+                        "%(default)s; 0: keep all). Checkpoints fired by hand, final and "
+                        "interrupted are never deleted")
     p.add_argument("--no-relabel", dest="relabel", action="store_false",
                    help="off-policy: do not re-label the replay buffer on reward changes")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -132,7 +146,8 @@ def add_parser(sub: Any) -> None:
                    help="torch CPU threads (1 is fastest for small MLPs)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR",
                    help="continue a run from runs/<name>/checkpoints/<tag>: its settings, "
-                        "model, replay buffer and live values; the journal goes on")
+                        "model, replay buffer and live values; the journal goes on. Loading "
+                        "a checkpoint runs code from it: only yours, not writable by others")
     p.add_argument("--serve-process", action=argparse.BooleanOptionalAction, default=True,
                    help="serve from a child process (the default): requests, even a storm "
                         "of them, take no CPU from the training process; changes reach it "
@@ -145,36 +160,79 @@ def add_parser(sub: Any) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from .tokens import token_from
+
+    if args.token is not None:
+        raise SystemExit("livetune: error: --token would show the token to every user of this "
+                         "machine (ps, /proc) for as long as training runs; put it in a file "
+                         "(chmod 600) and pass --token-file FILE, or set $LIVETUNE_TOKEN")
+    if args.no_token and not args.resume:
+        raise SystemExit("livetune: error: --no-token only applies with --resume (a new run "
+                         "serves without a token unless given one)")
+    token = "" if args.no_token else token_from(None, args.token_file)
     hyper: dict[str, Any] = {}
     for item in args.hyper:
         hyper.update(_parse_pairs(item, _literal))
     config = TrainConfig(
         env=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
         vec=args.vec, seed=args.seed, run_name=args.run_name, runs_root=args.runs_root,
-        bind=args.bind, token=args.token, reward=_parse_pairs(args.reward), scale=args.scale,
+        bind=args.bind, token=token, reward=_parse_pairs(args.reward), scale=args.scale,
         reward_bounds=args.reward_bounds,
         layout_seed=args.layout_seed, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
         relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
         threads=args.threads, resume=args.resume, serve_process=args.serve_process,
         max_calls_per_second=args.max_calls_per_second,
     )
     if config.resume:
-        config = _resumed_config(config, args.timesteps != TrainConfig.timesteps)
-    train(config)
+        config = _resumed_config(config, args.timesteps != TrainConfig.timesteps,
+                                 drop_token=args.no_token,
+                                 keep_given=args.keep_checkpoints != TrainConfig.keep_checkpoints)
+    try:
+        train(config)
+    except LiveTuneError as exc:
+        raise SystemExit(f"livetune: error: {exc}") from None
     return 0
 
 
-def _resumed_config(given: TrainConfig, timesteps_given: bool) -> TrainConfig:
+def saved_config(config: TrainConfig) -> dict[str, Any]:
+    """What ``config.json`` holds: the settings, with whether a token is required, never the
+    token itself."""
+    data = asdict(config)
+    token = data.pop("token")  # "" (--no-token): none, even with $LIVETUNE_TOKEN set
+    data["token_required"] = bool(token if token is not None
+                                  else os.environ.get("LIVETUNE_TOKEN"))
+    return data
+
+
+def _resumed_config(given: TrainConfig, timesteps_given: bool, *, drop_token: bool = False,
+                    keep_given: bool = False) -> TrainConfig:
     """The saved settings of the run being resumed; this invocation's budget (if given),
-    address, token and progress bar."""
+    address, token and progress bar. A run that required a token still requires one unless
+    ``drop_token`` (``--no-token``)."""
+    from .private import check_trusted
+
     checkpoint = Path(given.resume)  # type: ignore[arg-type]
     saved_path = checkpoint.parent.parent / "config.json"
     if not (checkpoint / "model.zip").is_file() or not saved_path.is_file():
         raise SystemExit(f"livetune: error: {checkpoint} is not a checkpoint of a livetune "
                          "train run (expected model.zip there and ../../config.json)")
-    saved = TrainConfig(**{k: v for k, v in json.loads(saved_path.read_text()).items()
-                           if k in TrainConfig.__dataclass_fields__})
+    try:
+        for path in (checkpoint.parent.parent, saved_path, checkpoint.parent, checkpoint,
+                     *sorted(p for p in checkpoint.iterdir() if not p.name.startswith("."))):
+            check_trusted(path, "a checkpoint")  # loading it runs code from it
+    except LiveTuneError as exc:
+        raise SystemExit(f"livetune: error: {exc}") from None
+    data = json.loads(saved_path.read_text())
+    required = bool(data.get("token_required", data.get("token")))  # old configs: the token
+    saved = TrainConfig(**{k: v for k, v in data.items()
+                           if k in TrainConfig.__dataclass_fields__ and k != "token"})
+    if required and not given.token and not drop_token:
+        raise SystemExit(
+            f"livetune: error: the run {checkpoint.parent.parent.name!r} required a token; "
+            "resuming keeps that: give it with --token-file FILE or $LIVETUNE_TOKEN (or "
+            "pass --no-token to serve this run without one from now on)")
     saved.resume = str(checkpoint)
     saved.run_name = checkpoint.parent.parent.name
     saved.runs_root = str(checkpoint.parent.parent.parent)
@@ -183,7 +241,45 @@ def _resumed_config(given: TrainConfig, timesteps_given: bool) -> TrainConfig:
     saved.max_calls_per_second = given.max_calls_per_second
     if timesteps_given:
         saved.timesteps = given.timesteps
+    if keep_given:
+        saved.keep_checkpoints = given.keep_checkpoints
     return saved
+
+
+def _run_directory(config: TrainConfig, name: str) -> Path:
+    """The run directory, private (0700): created new for a new run (an existing one, or a
+    link planted there, is refused); the checked existing one on ``--resume``."""
+    from .private import ensure_private_dir, new_private_dir
+
+    run_dir = Path(config.runs_root) / name
+    if config.resume:
+        return ensure_private_dir(run_dir)
+    try:
+        return new_private_dir(run_dir)
+    except FileExistsError:
+        raise SystemExit(
+            f"livetune: error: the run directory {run_dir} already exists; livetune never "
+            f"writes into a run it did not start: pick another --run-name, or continue "
+            f"that run with --resume {run_dir}/checkpoints/<tag>") from None
+
+
+def _journaled_values(path: Path) -> tuple[int, dict[str, tuple[int, Any]]]:
+    """The journal's last version and, per variable, ``(version, value)`` it last recorded
+    (a set's new value, or the value a start record lists)."""
+    from .journal import iter_journal
+
+    last, values = 0, {}
+    try:
+        for event in iter_journal(path):
+            last = max(last, event.v)
+            if event.kind == "set":
+                values[event.name] = (event.v, event.new)
+            elif event.kind == "start":
+                for name, value in (event.data.get("values") or {}).items():
+                    values[name] = (event.v, value)
+    except FileNotFoundError:
+        pass
+    return last, values
 
 
 def _env_factory(config: TrainConfig, weights: dict[str, float] | None) -> Any:
@@ -241,9 +337,8 @@ def train(config: TrainConfig) -> Any:
     # an unsafe bind, a bad run name or pacing rate: refused before anything is created
     check_serve_args(config.bind, name, config.token, None, None, False,
                      config.max_calls_per_second or None)
-    run_dir = Path(config.runs_root) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    run_dir = _run_directory(config, name)
+    write_private(run_dir / "config.json", json.dumps(saved_config(config), indent=2))
 
     weights = dict(config.reward)
     if config.env == HUNGRY_THIRSTY:
@@ -279,28 +374,39 @@ def train(config: TrainConfig) -> Any:
     registry = Registry()
     journal = run_dir / "journal.jsonl"
     saved_values: dict[str, Any] = {}
+    journaled: dict[str, tuple[int, Any]] = {}
     if config.resume:
-        from .journal import read_journal
         from .sb3.callback import load_checkpoint
 
         model, saved_values = load_checkpoint(config.resume, env=venv, device=config.device,
                                               tensorboard_log=str(run_dir / "tb"))
-        history = read_journal(journal)
-        registry.continue_versions(history[-1].v if history else 0)  # `history` reads as one
-        registry.attach_journal(journal, data={"run": name, "resumed_from": config.resume,
-                                               "num_timesteps": model.num_timesteps})
+        last_version, journaled = _journaled_values(journal)
+        registry.continue_versions(last_version)  # `history` reads as one run
     else:
         model = algo_cls("MlpPolicy", venv, **kwargs)
     callback = LiveTuneCallback(registry, run_dir=run_dir, eval_env=eval_env,
                                 n_eval_episodes=config.eval_episodes,
                                 eval_every=config.eval_every,
                                 checkpoint_every=config.checkpoint_every,
+                                keep_checkpoints=config.keep_checkpoints,
                                 episode_info_keys=("fitness",))  # for `livetune tune --credit`
     callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
-    restore = {n: v for n, v in saved_values.items()
-               if n in registry and registry.variable(n).value != v}
-    if restore:  # live values in effect at the checkpoint: journaled, applied at the start
-        registry.set(restore, source="resume")
+    if config.resume:
+        # the start record lists the values in effect (knobs registered first); then the
+        # checkpoint's values are set, and every value the journal last recorded otherwise
+        # (a set after the checkpoint) gets a `revert` event: the journal stays true
+        registry.attach_journal(journal, data={"run": name, "resumed_from": config.resume,
+                                               "num_timesteps": model.num_timesteps})
+        restore = {n: v for n, v in saved_values.items()
+                   if n in registry and registry.variable(n).value != v}
+        if restore:  # live values in effect at the checkpoint: journaled, applied at start
+            registry.set(restore, source="resume")
+        for var in registry.variables():
+            version, value = journaled.get(var.name, (None, var.value))
+            if value != var.value:
+                registry.record_event("revert", {
+                    "variable": var.name, "journaled": value, "journaled_version": version,
+                    "resumed": var.value, "checkpoint": config.resume})
     server = serve(config.bind, run=name, token=config.token, registry=registry,
                    journal=journal, out_of_process=config.serve_process,
                    max_calls_per_second=config.max_calls_per_second or None)

@@ -75,9 +75,15 @@ def test_token_from_environment(start_server: Callable[..., Any],
                         capture_output=True, timeout=30)
     assert ok.returncode == 0 and ok.stdout == "64\n"
     env.pop("LIVETUNE_TOKEN")
-    bad = subprocess.run([str(LIVETUNE), "get", "batch_size", "--token", "nope"], env=env,
-                         text=True, capture_output=True, timeout=30)
+    wrong = Path(sub_env["LIVETUNE_HOME"]).parent / "wrong-token"
+    wrong.write_text("nope\n")
+    wrong.chmod(0o600)
+    bad = subprocess.run([str(LIVETUNE), "get", "batch_size", "--token-file", str(wrong)],
+                         env=env, text=True, capture_output=True, timeout=30)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "wrong token" in bad.stderr
+    argv = subprocess.run([str(LIVETUNE), "get", "batch_size", "--token", TOKEN], env=env,
+                          text=True, capture_output=True, timeout=30)
+    assert argv.returncode == 0 and "visible to every user" in argv.stderr  # works, warned
 
 
 def test_non_loopback_bind_needs_a_token_or_insecure(start_server: Callable[..., Any]) -> None:

