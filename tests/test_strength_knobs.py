@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
+
+import pytest
 
 import livetune_rl as lt
 from livetune_rl.journal import read_journal
 from livetune_rl.knobs import Knobs
+from livetune_rl.registry import default_registry
 from livetune_rl.values import Value
 
 
@@ -182,3 +186,53 @@ def test_close_unregisters_only_its_own_knobs() -> None:
     knobs.close()
     assert registry.names() == ["other"] and knobs.names() == []
     Knobs(registry).add("a", 1, lambda v: None)  # the name is free again
+
+
+def test_knob_rules_refuse_bad_values_before_the_loop_sees_them() -> None:
+    registry = lt.Registry()
+    knobs = Knobs(registry)
+    lr = knobs.add("lr", 0.1, lambda v: None, min=0.0, max=1.0, help="step size")
+    opt = knobs.add("opt", "adam", lambda v: None, choices=["adam", "sgd"])
+    even = knobs.add("even", 2, lambda v: None, check=lambda v: None if v % 2 == 0 else "odd")
+    for name, value in (("lr", -0.1), ("lr", 1.5), ("opt", "rmsprop"), ("even", 3)):
+        with pytest.raises(lt.InvalidValueError, match=f"^{name}: "):
+            registry.set({name: value})
+    assert (lr.help, lr.deferred, opt.deferred, even.deferred) == ("step size", True, True, True)
+    registry.set({"lr": 1.0})
+    assert lr.pending and registry.state(["lr"]).variables[0].pending
+
+
+def test_a_knob_added_after_a_set_does_not_hide_that_set() -> None:
+    registry = lt.Registry()
+    knobs = Knobs(registry)
+    seen: list[Value] = []
+    knobs.add("a", 1, seen.append)
+    registry.set({"a": 2})
+    knobs.add("b", 1, seen.append)  # the loop adds a knob before its next safe point
+    assert [e.name for e in knobs.apply_pending(step=1)] == ["a"] and seen == [2]
+
+
+def test_a_failing_apply_is_logged_with_the_knob_and_value(
+        caplog: pytest.LogCaptureFixture) -> None:
+    registry = lt.Registry()
+    knobs = Knobs(registry)
+
+    def broken(value: Value) -> None:
+        raise RuntimeError("no")
+
+    knobs.add("size", 1, broken)
+    registry.set({"size": 5})
+    with caplog.at_level(logging.ERROR, logger="livetune_rl.knobs"):
+        knobs.apply_pending(step=1)
+    assert "livetune: applying size=5 failed" in caplog.text
+
+
+def test_knobs_without_a_registry_use_the_process_wide_one() -> None:
+    knobs = Knobs()
+    var = knobs.add("strength_knobs_default_probe", 1, lambda v: None)
+    try:
+        assert knobs.registry is default_registry() and var.registry is default_registry()
+        assert "strength_knobs_default_probe" in default_registry()
+    finally:
+        knobs.close()
+    assert "strength_knobs_default_probe" not in default_registry()
