@@ -208,13 +208,21 @@ def run_module(name: str, target: Target, *, sample: int, seed: int, jobs: int,
     chosen = names if sample <= 0 or sample >= len(names) else sorted(
         random.Random(f"{seed}:{name}").sample(names, sample))
     todo = [n for n in chosen if codes[n] not in KILLED_CODES | TIMEOUT_CODES] if run else []
-    if todo:
+    ran = len(todo)
+    for _ in range(2 if todo else 0):
         out = None if verbose else subprocess.DEVNULL
         done = subprocess.run([mutmut, "run", "--max-children", str(jobs), *todo], cwd=root,
                               env=env, stdout=out, stderr=out)
         if done.returncode != 0:
             print(f"{name}: mutmut exited {done.returncode}; rerun with -v to see why",
                   file=sys.stderr)
+        codes = _results(root, target)
+        # a changed test selection or pytest option makes mutmut forget earlier results,
+        # also of mutants this run did not name: run those again
+        todo = [n for n in chosen if codes[n] is None]
+        ran += len(todo)
+        if not todo:
+            break
     codes = _results(root, target)
     killed = [n for n in chosen if codes[n] in KILLED_CODES]
     timeouts = [n for n in chosen if codes[n] in TIMEOUT_CODES]
@@ -228,7 +236,7 @@ def run_module(name: str, target: Target, *, sample: int, seed: int, jobs: int,
     detected = len(killed) + len(timeouts)
     return {
         "module": name, "file": target.file, "mutants": len(names), "sampled": len(chosen),
-        "ran": len(todo), "killed": len(killed), "timeouts": len(timeouts),
+        "ran": ran, "killed": len(killed), "timeouts": len(timeouts),
         "survived": len(survivors), "score": detected / len(chosen) if chosen else 1.0,
         "seconds": round(time.monotonic() - start, 1),
         "survivors": {n: {"status": codes[n], "diff": diffs.get(n, "")} for n in survivors},
