@@ -224,7 +224,9 @@ def test_a_failing_apply_is_logged_with_the_knob_and_value(
     registry.set({"size": 5})
     with caplog.at_level(logging.ERROR, logger="livetune_rl.knobs"):
         knobs.apply_pending(step=1)
-    assert "livetune: applying size=5 failed" in caplog.text
+    [record] = [r for r in caplog.records if r.name == "livetune_rl.knobs"]
+    assert record.getMessage() == "livetune: applying size=5 failed"
+    assert record.exc_info is not None and "RuntimeError: no" in caplog.text
 
 
 def test_knobs_without_a_registry_use_the_process_wide_one() -> None:
