@@ -156,3 +156,39 @@ def test_reward_weights_mapping_refuses_every_kind_of_write() -> None:
         with pytest.raises(TypeError, match="read-only"):
             write(weights)
     assert weights == {"a": 1.0}
+
+
+class Walk(gym.Env):
+    """Moves by the action taken and reports the distance walked in its info."""
+
+    observation_space = gym.spaces.Discrete(100)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[int, dict]:
+        super().reset(seed=seed)
+        self.x = 0
+        return self.x, {}
+
+    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
+        self.x += int(action)
+        return self.x, 0.0, False, False, {"walked": float(action)}
+
+
+def test_the_action_reaches_the_env_and_component_fn_sees_its_info() -> None:
+    def parts(obs: Any, action: Any, next_obs: Any, info: dict) -> dict[str, float]:
+        return {"walked": info["walked"], "moved": float(next_obs - obs)}
+
+    env = LiveRewardWrapper(Walk(), {"walked": 1.0, "moved": 10.0}, component_fn=parts)
+    env.reset()
+    assert [env.step(a)[1] for a in (2, 0, 1)] == [22.0, 0.0, 11.0]
+    assert env.env.x == 3
+
+
+def test_misuse_is_refused_with_what_to_do() -> None:
+    with pytest.raises(lt.InvalidValueError,
+                       match=r"^LiveRewardWrapper needs at least one component weight$"):
+        LiveRewardWrapper(Parts(), {})
+    live = LiveRewardWrapper(Parts(), {"a": 1.0}, registry=lt.Registry())
+    with pytest.raises(RuntimeError, match=r"^this LiveRewardWrapper reads live variables; "
+                                           r"set those instead$"):
+        live.set_reward_weights(scale=2.0)
