@@ -71,7 +71,13 @@ TARGETS: dict[str, Target] = {
                        ("tests/test_registry.py", "tests/test_strength_registry.py",
                         "tests/test_concurrency.py::test_threads_local_sets",
                         "tests/test_concurrency.py::"
-                        "test_change_event_round_trips_through_journal_under_load")),
+                        "test_change_event_round_trips_through_journal_under_load",
+                        # the out-of-process path (a link to the serving child process)
+                        "tests/test_sidecar.py::"
+                        "test_sets_and_fires_made_by_the_training_process_go_through_the_child",
+                        "tests/test_sidecar.py::test_trigger_fire_is_seen_once_and_its_handling_"
+                        "journaled",
+                        "tests/test_sidecar.py::test_definitions_made_after_serving_are_served")),
     "knobs": Target("livetune_rl/knobs.py",
                     ("tests/test_registry.py", "tests/test_strength_knobs.py")),
     "wrappers": Target("livetune_rl/wrappers.py",
