@@ -140,7 +140,7 @@ def test_run_name_defaults_to_the_script_name(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("LIVETUNE_TOKEN", raising=False)
     for argv0, run in (("/home/me/train ppo!.py", "train_ppo_"), ("", "livetune"),
                        ("__main__.py", "main__"), ("x" * 80 + ".py", "x" * 64),
-                       ("-.-", "livetune")):
+                       ("-.-", "livetune"), ("Xtrain.py", "Xtrain")):
         monkeypatch.setattr(sys, "argv", [argv0])
         assert check_serve_args(None, None, None, None, None, False) == (run, None)
 
@@ -162,7 +162,8 @@ def test_unsafe_or_invalid_serve_arguments_are_refused_with_the_fix(
     monkeypatch.delenv("LIVETUNE_TOKEN", raising=False)
     with pytest.raises(ServeError, match=r"^refusing to serve on non-loopback address "
                                          r"0\.0\.0\.0:1 without a token: .* Pass token=\.\.\. "
-                                         r"\(or --token\), or insecure=True"):
+                                         r"\(or --token\), or insecure=True if the network "
+                                         r"is trusted\.$"):
         check_serve_args("0.0.0.0:1", "r", None, None, None, False)
     assert check_serve_args("0.0.0.0:1", "r", None, None, None, True) == ("r", None)
     assert check_serve_args("0.0.0.0:1", "r", "t", None, None, False) == ("r", "t")
