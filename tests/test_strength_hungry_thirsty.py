@@ -37,8 +37,9 @@ def test_default_episode_is_200_steps_with_noisy_18_value_observations() -> None
     assert truncated == [False] * 199 + [True]
 
 
-def test_noise_is_gaussian_with_the_given_spread() -> None:
-    env = HungryThirstyEnv(layout_seed=0, noise_std=0.5)
+@pytest.mark.parametrize("std", [0.5, 1.0])
+def test_noise_is_gaussian_with_the_given_spread(std: float) -> None:
+    env = HungryThirstyEnv(layout_seed=0, noise_std=std)
     env.reset(seed=1)
     base = HungryThirstyEnv(layout_seed=0, noise_std=0.0)
     samples = []
@@ -47,7 +48,7 @@ def test_noise_is_gaussian_with_the_given_spread() -> None:
         clean, _ = base.reset(options={"position": info["position"]})
         samples.append(obs - clean)
     noise = np.concatenate(samples)
-    assert abs(noise.mean()) < 0.02 and abs(noise.std() - 0.5) < 0.02
+    assert abs(noise.mean()) < 0.04 * std and abs(noise.std() - std) < 0.04 * std
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -63,6 +64,7 @@ def test_noise_is_gaussian_with_the_given_spread() -> None:
     ({"walls": {(0, 0, 4)}}, r"wall \(0, 0, 4\): the action must be a move"),
     ({"walls": {(0, 0, -1)}}, r"the action must be a move"),
     ({"layout": ((0, 0), (2, 2))}, r"water must be a corner of the grid"),
+    ({"layout": ((1, 1), (0, 0))}, r"^food must be a corner of the grid \(\(0, 0\), "),
     ({"reward_weights": {"thirsty": 1.0}}, r"unknown reward components \['thirsty'\]"),
 ])
 def test_bad_arguments_are_refused_with_the_rule(kwargs: dict, message: str) -> None:
