@@ -48,6 +48,8 @@ class Target:
     functions: tuple[str, ...] | None = None
     deselect: tuple[str, ...] = ()
     sample: int = 60  # mutants drawn when --sample is not given
+    timeout: int = 60  # seconds per test: a mutant that deadlocks uses no CPU, so mutmut's
+    # CPU-time limit never ends it
 
 
 # The tests that exercise each module. Slow end-to-end SB3 tests (subprocess envs, a served
@@ -84,11 +86,11 @@ TARGETS: dict[str, Target] = {
                        ("tests/test_wrappers.py", "tests/test_strength_wrappers.py")),
     "algorithm_knobs": Target("livetune_rl/sb3/algorithm_knobs.py",
                               ("tests/test_sb3.py", "tests/test_strength_sb3.py"),
-                              deselect=_SB3_SLOW),
+                              deselect=_SB3_SLOW, timeout=300),
     # its tests train real SB3 models (seconds per mutant): a smaller sample
     "callback": Target("livetune_rl/sb3/callback.py",
                        ("tests/test_sb3.py", "tests/test_strength_sb3.py"),
-                       deselect=_SB3_SLOW, sample=30),
+                       deselect=_SB3_SLOW, sample=30, timeout=300),
     "server": Target("livetune_rl/server.py",
                      ("tests/test_server.py", "tests/test_auth.py",
                       "tests/test_strength_server.py"),
@@ -150,8 +152,7 @@ def stage(name: str, target: Target) -> Path:
         "source_paths": ["livetune_rl"],
         "only_mutate": [staged_path(target.file)],
         "pytest_add_cli_args_test_selection": selection,
-        # a mutant that deadlocks uses no CPU, so mutmut's CPU-time limit never ends it
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "--timeout=60"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", f"--timeout={target.timeout}"],
         # grpc and torch are not fork-safe once used: fork workers from a clean server process
         "process_isolation": "forkserver",
         "use_git_change_detection": False,
