@@ -17,6 +17,11 @@ Usage (from the repository root, with the dev extra installed)::
 
 A mutant counts as killed when a test fails (or times out) with it in place; the score is
 killed / (killed + survived), where "survived" includes mutants no selected test reaches.
+
+The two SB3 modules (``algorithm_knobs``, ``callback``) train real models for every mutant: run
+them on their own, on an otherwise idle machine. Run alongside other heavy jobs, mutmut's
+CPU-time limit ended their workers (SIGXCPU), which says nothing about the tests; check the
+timeout count the script prints before reading their score.
 """
 
 from __future__ import annotations
