@@ -105,8 +105,10 @@ class Knobs:
             except Exception as exc:  # never let a knob kill the training run
                 log.exception("livetune: applying %s=%r failed", var.name, value)
                 in_effect, data = None, {"error": f"{type(exc).__name__}: {exc}"}
+            # the value applied, not var.value: a set racing with the apply changed that
             event = self.registry.mark_applied(var.name, step=step, version=version,
-                                               value=in_effect, data=data)
+                                               value=value if in_effect is None else in_effect,
+                                               data=data)
             if event is not None:
                 events.append(event)
         return events

@@ -1,0 +1,112 @@
+"""The journal as a user reads it back: what is written is exactly what is read, damage is
+skipped line by line, and opening a journal never changes what is already in it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from livetune_rl.journal import ChangeEvent, Journal, iter_journal, read_journal
+
+
+def full_event(v: int = 3) -> ChangeEvent:
+    return ChangeEvent(v, 1764380000.5, "applied", "lr", 0.1, 0.01, "training", 700, 2,
+                       {"error": "none"})
+
+
+def test_every_field_survives_the_round_trip(tmp_path: Path) -> None:
+    events = [full_event(), ChangeEvent(4, 2.0, "set", "name", None, "text", "peer"),
+              ChangeEvent(5, 3.0, "start", "", data={"values": {"a": 1}})]
+    with Journal(tmp_path / "j.jsonl") as journal:
+        journal.append(events)
+    assert read_journal(tmp_path / "j.jsonl") == events
+
+
+def test_a_record_without_optional_fields_reads_with_empty_defaults() -> None:
+    event = ChangeEvent.from_record({"v": 1, "t": 0, "kind": "fire"})
+    assert (event.name, event.source, event.old, event.new, event.step, event.applies,
+            event.data) == ("", "", None, None, None, None, {})
+
+
+def test_malformed_records_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match=r"^unknown kind 'bogus'$"):
+        ChangeEvent.from_record({"v": 1, "t": 0, "kind": "bogus"})
+    with pytest.raises(ValueError, match=r"^malformed journal record \{'kind': 'set'\}: 'v'$"):
+        ChangeEvent.from_record({"kind": "set"})
+
+
+def test_bytes_that_are_not_utf8_and_corrupt_lines_do_not_stop_the_reading(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append([full_event(1)])
+    with open(path, "ab") as raw:
+        raw.write(b'{"v":2,"t":0,"kind":"set","name":"\xff"}\n\n{"v": garbage\n')
+    with Journal(path) as journal:
+        journal.append([full_event(3)])
+    with caplog.at_level(logging.WARNING, logger="livetune_rl.journal"):
+        events = list(iter_journal(path))
+    assert [e.v for e in events] == [1, 2, 3] and events[1].name == "\ufffd"
+    assert f"{path}:4: skipping a torn or corrupt journal line" in caplog.text
+    assert caplog.text.count("skipping") == 1  # the blank line is not damage
+
+
+def test_reopening_a_whole_journal_adds_nothing_before_the_new_records(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append([full_event(1)])
+    before = path.read_bytes()
+    with Journal(path) as journal:
+        assert path.read_bytes() == before  # opening alone changes nothing
+        journal.append([full_event(2)])
+    after = path.read_bytes()
+    assert after.startswith(before) and after.count(b"\n") == 2
+
+
+def test_non_finite_values_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append([full_event(1)])
+        with pytest.raises(ValueError):
+            journal.append([full_event(2), ChangeEvent(3, 0.0, "set", "x", None, float("nan"))])
+        journal.append([])  # nothing to write: nothing written
+    assert [e.v for e in read_journal(path)] == [1]
+
+
+def test_records_are_compact_single_lines(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append([ChangeEvent(1, 0.5, "set", "a", 1, 2, "me")])
+    assert path.read_text() == '{"v":1,"t":0.5,"kind":"set","name":"a","old":1,"new":2,' \
+                               '"source":"me"}\n'
+
+
+def test_fsync_option_syncs_every_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with Journal(tmp_path / "a.jsonl", fsync=True) as journal:
+        journal.append([full_event(1)])
+        journal.append([full_event(2)])
+    assert len(synced) == 2
+    with Journal(tmp_path / "b.jsonl") as journal:
+        journal.append([full_event(1)])
+    assert len(synced) == 2  # the default only flushes
+    assert [e.v for e in read_journal(tmp_path / "a.jsonl")] == [1, 2]
+
+
+def test_close_is_idempotent_and_parent_folders_are_created(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "deep" / "er" / "j.jsonl")
+    journal.append([full_event(1)])
+    journal.close()
+    journal.close()
+    assert read_journal(tmp_path / "deep" / "er" / "j.jsonl") == [full_event(1)]
+    assert read_journal(tmp_path / "absent.jsonl") == []
