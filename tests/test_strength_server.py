@@ -13,7 +13,7 @@ import pytest
 import livetune_rl as lt
 from livetune_rl.server import (
     ServeError,
-    TokenAuthInterceptor,
+    AccessInterceptor,
     TrainingUnavailableError,
     _status_of,
     check_serve_args,
@@ -78,7 +78,7 @@ def intercept(metadata: tuple[tuple[str, Any], ...] | None, kind: str = "unary_u
     async def continuation(details: Any) -> Any:
         return handler
 
-    return asyncio.run(TokenAuthInterceptor("s3cret").intercept_service(
+    return asyncio.run(AccessInterceptor("s3cret", None).intercept_service(
         continuation, Details(method, metadata)))
 
 
@@ -117,7 +117,7 @@ def test_a_missing_or_wrong_token_is_refused_whatever_the_call_kind(kind: str) -
         code, message = refusal(handler, kind)
         assert code is grpc.StatusCode.UNAUTHENTICATED
         assert message == (f"{reason} token: send metadata 'authorization: Bearer <token>' "
-                           "(livetune --token or LIVETUNE_TOKEN)")
+                           "(livetune --token-file or LIVETUNE_TOKEN)")
         assert "s3cret" not in message
 
 
@@ -128,7 +128,7 @@ def test_health_needs_no_token_and_unknown_methods_stay_unknown() -> None:
 
 
 @pytest.mark.parametrize(("address", "loopback"), [
-    ("unix-abstract:livetune", True), ("unix:relative.sock", True), ("127.9.9.9:5", True),
+    ("unix-abstract:livetune", False), ("unix:relative.sock", True), ("127.9.9.9:5", True),
     ("localhost", True), ("[::1]:50051", True), ("[::ffff:10.0.0.1]:1", False),
     ("192.168.1.2:80", False), ("", False), ("host:1", False),
 ])
