@@ -1,9 +1,10 @@
-"""End-to-end check of ``experiments/rl_reward_reshaping.py --quick``.
+"""End-to-end check of ``experiments/rl_reward_reshaping.py --quick``, and of its pure parts.
 
-Runs the quick mode (2 seeds x 4 arms, a tiny budget, the live arm's tuner as a separate
-``livetune tune`` process talking gRPC) into a temporary folder and validates what it writes:
-the JSON's keys and types, the Markdown table's rows, the PNG, and a live journal whose reward
-changes came from the tuner over gRPC. It checks the pipeline, not the ratios.
+The quick mode (1 seed, every arm and restart cost, a tiny budget) runs once into a temporary
+folder; the tests validate what it writes (the JSON's keys, every arm's run and curve, the
+designer's actions, the value-iteration table, the restart cost, the Markdown tables, the
+PNG). They check the pipeline, not the numbers. The workflow logic (live, restart from
+scratch, restart from a checkpoint) is checked on its own with a stub designer.
 """
 
 from __future__ import annotations
@@ -20,90 +21,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "experiments" / "rl_reward_reshaping.py"
-ARMS = ("fixed", "restart", "live", "oracle")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run the quick mode once for every test of this module; returns the output folder."""
-    out = tmp_path_factory.mktemp("rl_quick")
-    env = {**os.environ, "LIVETUNE_HOME": str(out / "livetune-home")}
-    for name in ("LIVETUNE_ADDR", "LIVETUNE_TOKEN", "LIVETUNE_CACERT"):
-        env.pop(name, None)
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=170)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def test_json_has_every_number(quick_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LIVETUNE_HOME", str(quick_run / "livetune-home"))
-    data = json.loads((quick_run / "rl_reward_reshaping_quick.json").read_text())
-    for key in ("args", "algorithm", "fixed_reward", "restart", "final_fitness", "ratios",
-                "threshold", "curves", "tuner", "runs", "wall_seconds_total", "command"):
-        assert key in data, key
-    assert data["args"]["quick"] is True and data["command"].endswith("--quick")
-    seeds = data["args"]["seeds"]
-    for arm in (*ARMS, "aligned"):
-        final = data["final_fitness"][arm]
-        assert final["n"] == seeds and len(final["values"]) == seeds
-        for k in ("mean", "low", "high"):
-            assert _is_number(final[k]) and 0.0 <= final["mean"] <= 200.0
-        assert final["low"] <= final["mean"] <= final["high"]
-        assert data["curves"][arm], arm
-        for point in data["curves"][arm]:
-            assert _is_number(point["step"]) and _is_number(point["mean"])
-        assert len(data["runs"][arm]) == seeds
-        assert {"reached", "of", "steps_mean", "wall_mean"} <= set(data["threshold"][arm])
-    for k in ("live_over_fixed", "live_over_restart", "live_fraction_of_oracle", "floor"):
-        assert _is_number(data["ratios"][k]), k
-    assert data["ratios"]["floor"] > 0
-    assert all(_is_number(t) and t > 0 for t in data["restart"]["seconds_trials"])
-    for run in data["runs"]["live"] + data["runs"]["fixed"] + data["runs"]["oracle"]:
-        assert run["steps"] >= data["args"]["total_timesteps"]
-        assert _is_number(run["steps_per_second"]) and run["steps_per_second"] > 0
-        assert set(run["final_weights"]) == set(data["fixed_reward"])
-
-
-def test_markdown_table_has_four_arms(quick_run: Path) -> None:
-    text = (quick_run / "rl_reward_reshaping_quick.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ")]
-    names = [row.split("|")[1].strip() for row in rows[1:]]
-    assert names == [*ARMS, "aligned (reference, not an arm)"]
-    assert "live/fixed" in text and "fraction of oracle" in text
-
-
-def test_plot_is_a_png(quick_run: Path) -> None:
-    png = quick_run / "rl_reward_reshaping_quick.png"
-    assert png.read_bytes()[:8] == PNG_MAGIC
-    assert png.stat().st_size > 5_000
-
-
-def test_live_journal_records_tuner_sets_over_grpc(quick_run: Path) -> None:
-    journals = quick_run / "rl_reward_reshaping_quick_journals"
-    records = [json.loads(line) for line in
-               (journals / "live_seed0.jsonl").read_text().splitlines() if line.strip()]
-    sets = [r for r in records if r["kind"] == "set" and r["name"].startswith("reward.")]
-    assert sets, "the tuner made no change in the quick run"
-    for record in sets:  # a gRPC peer address, not a local set in the training process
-        assert "ipv4:127.0.0.1:" in record["source"] or "ipv6:" in record["source"], record
-    evaluations = [r for r in records if r["kind"] == "event" and r["name"] == "evaluate"]
-    assert evaluations and all("mean_fitness" in r["data"] for r in evaluations)
-    decisions = [json.loads(line) for line in
-                 (journals / "live_seed0_tuner.jsonl").read_text().splitlines()]
-    assert any(d.get("action") == "set" for d in decisions)
-    fixed = [json.loads(line) for line in
-             (journals / "fixed_seed0.jsonl").read_text().splitlines() if line.strip()]
-    assert not [r for r in fixed if r["kind"] == "set"], "the fixed arm must not be tuned"
-
-
 def _script() -> Any:
-    """The experiment script as a module (its analysis helpers are pure functions)."""
+    """The experiment script as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("rl_reward_reshaping", SCRIPT)
@@ -114,35 +36,133 @@ def _script() -> Any:
     return module
 
 
-def test_restart_arm_is_assembled_from_fixed_and_oracle() -> None:
-    """A kept tuner move, then an unjudged last trial: the corrected reward keeps the first
-    and drops the second; the restart arm is the fixed run up to the kept move, then the
-    oracle run shifted by the steps spent and the restart cost."""
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the quick mode once for every test of this module; returns the output folder."""
+    out = tmp_path_factory.mktemp("rl_quick")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+                          env=os.environ.copy(), capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FAILED" not in proc.stdout, proc.stdout[-3000:]
+    return out
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def test_json_has_every_arm_run_and_number(quick_run: Path) -> None:
     m = _script()
-    start = dict(m.FIXED_REWARD)
-    kept = {**start, "not_hungry_thirsty": 0.0}
-    curve = [{"step": s, "wall": s / 1000, "fitness": f}
-             for s, f in [(1000, 0.0), (2000, 0.0), (3000, 4.0), (4000, 9.0), (5000, 9.0)]]
-    live = {
-        "weights": start, "steps_per_second": 1000.0, "curve": curve,
-        "reward_sets": [
-            {"step": 2000, "name": "reward.not_hungry_thirsty", "new": 0.0},
-            {"step": 5000, "name": "reward.hungry_thirsty", "new": -0.5},
-        ],
-        "tuner_decisions": [{"step": 2000, "action": "set"}, {"step": 5000, "action": "set"}],
-    }
-    weights, step = m.corrected_reward(live, settle=2)
-    assert weights == kept and step == 2000
-    live["corrected_weights"], live["corrected_step"] = weights, step
-    assert m.restart_snapshot_step(live, 1.5, budget=6000) == 6000 - 2000 - 1500
-    fixed = {"seed": 0, "curve": [*curve[:2], {"step": 3000, "wall": 3.0, "fitness": 0.0}],
-             "steps_per_second": 1000.0}
-    oracle = {"weights": kept, "curve": [{"step": 1000, "wall": 1.0, "fitness": 7.0}],
-              "snapshot": {"step": 2500, "wall": 2.5, "fitness": 8.0}}
-    restart = m.restart_result(fixed, live, oracle, 1.5, budget=6000)
-    assert restart["restart_step"] == 2000 and restart["restart_cost_steps"] == 1500
-    assert restart["final_fitness"] == 8.0
-    assert [p["step"] for p in restart["curve"]] == [1000, 2000, 1000 + 3500]
-    assert restart["wall"] == 2.0 + 1.5 + 2.5
-    nothing = {**live, "reward_sets": [], "tuner_decisions": []}
-    assert m.corrected_reward(nothing, settle=2) == (start, None)
+    data = json.loads((quick_run / "rl_reward_reshaping_quick.json").read_text())
+    assert data["complete"] is True and data["command"].endswith("--quick")
+    assert {key.split(" ")[0] for key in data["arms"]} == set(m.ARM_NAMES)
+    budget = data["args"]["total_timesteps"]
+    for key, stats in data["arms"].items():
+        assert stats["n"] == data["args"]["seeds"]
+        assert stats["name"].startswith(m.ARM_NAMES[key.split(" ")[0]])
+        for k in ("mean", "median", "fraction_of_ceiling_mean"):
+            assert _is_number(stats[k])
+        assert stats["mean_ci95"][0] <= stats["mean"] <= stats["mean_ci95"][1]
+    for run in data["runs"]:
+        assert run["curve"] and all(p["step"] <= budget for p in run["curve"])
+        assert {"arm", "seed", "layout", "final_fitness", "actions", "ceiling"} <= set(run)
+        assert 0.0 <= run["final_fitness"] <= 200.0
+    # the live designers acted, and the fixed arms were never changed
+    live = [r for r in data["runs"] if r["arm"] in ("live_A", "live_B", "objective_A")]
+    assert all(r["actions"] for r in live)
+    assert not [r for r in data["runs"] if r["arm"].startswith("fixed") and r["actions"]]
+    assert all(r["restarts"] == 0 for r in live)
+    for key in ("scratch", "checkpoint"):
+        assert all(_is_number(t) and t > 0 for t in data["restart"][key]["seconds_trials"])
+    assert data["restart"]["rate"] > 0
+    assert [row["cost"] for row in data["sensitivity"]] == ["measured", "0 s", "60 s"]
+    free = [r for r in data["runs"] if r["cost_label"] == "0 s"]
+    assert {r["arm"] for r in free} == set(m.RESTART_ARMS)
+    assert all(r["cost_steps"] == 0 and "copied_from" not in r for r in free)
+    for r in data["runs"]:  # a copy stands for a designer who could not afford a restart
+        if "copied_from" in r:
+            assert r["arm"] in m.RESTART_ARMS and r["cost_label"] != "0 s"
+    for row in data["value_iteration"]:
+        assert row["A"]["high"] == 0.0 and row["ceiling"] > 0
+    for pair in data["paired"].values():
+        assert len(pair["differences"]) == len(pair["seeds"]) and 0 <= pair["fisher_p"] <= 1
+
+
+def test_markdown_names_every_arm_and_the_plot_is_a_png(quick_run: Path) -> None:
+    m = _script()
+    text = (quick_run / "rl_reward_reshaping_quick.md").read_text()
+    for name in m.ARM_NAMES.values():
+        assert f"| {name} |" in text
+    assert "Fisher p" in text and "Restart-cost sensitivity" in text
+    png = quick_run / "rl_reward_reshaping_quick.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5_000
+
+
+class _Stub:
+    """A designer that proposes one change at its second evaluation and reverts it at its
+    third."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.trial = None
+
+    def observe(self, fitness: float, values: dict, step: int, total: int) -> Any:
+        from livetune_rl.tuner import Action
+
+        self.calls += 1
+        if self.calls == 2:
+            self.trial = object()
+            return Action("set", {"reward.hungry_not_thirsty": 1.0}, "stub")
+        if self.calls == 3:
+            self.trial = None
+            return Action("revert", {"reward.hungry_not_thirsty": -0.5}, "stub")
+        return None
+
+
+@pytest.mark.parametrize("workflow", ["live", "scratch", "checkpoint"])
+def test_workflows_pay_restarts_and_apply_the_changes(workflow: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _script()
+    args = m.Args(quick=True)
+    args.apply_quick()
+    args.total_timesteps = 4 * args.eval_every + 300  # 4 evaluations, then 300 spare steps
+    stub = _Stub()
+    monkeypatch.setattr(m.Designer, "__init__", lambda self, *a: setattr(self, "policy", stub))
+    job = {"args": m.dataclasses.asdict(args), "arm": "live_B", "seed": 0,
+           "layout": m.ALL_LAYOUTS[2], "weights": m.DESIGNS["B"], "designer": "blackbox",
+           "workflow": workflow, "cost_steps": 100, "cost_seconds": 0.1}
+    result = m.run_job(job)
+    kinds = [a["action"] for a in result["actions"]]
+    assert kinds == ["set", "revert"]
+    assert result["actions"][0]["weights"]["hungry_not_thirsty"] == 1.0
+    assert result["final_weights"] == m.DESIGNS["B"]
+    paid = 0 if workflow == "live" else 2 * 100
+    assert result["restarts"] == (0 if workflow == "live" else 2)
+    steps = [p["step"] for p in result["curve"]]
+    assert steps[-1] == result["budget_used"] <= args.total_timesteps
+    assert steps[2] - steps[1] == args.eval_every + paid // 2  # the set's restart is paid
+    trained = [p["trained"] for p in result["curve"]]
+    if workflow == "scratch":  # the proposal is a fresh run, the revert resumes the paused one
+        assert trained[2] == args.eval_every and trained[3] == 3 * args.eval_every
+    else:
+        assert trained == sorted(trained) and trained[-1] == len(trained) * args.eval_every
+
+
+def test_layouts_are_drawn_apart_from_the_seeds_and_skip_the_held_out_ones() -> None:
+    m = _script()
+    args = m.Args(seeds=10)
+    drawn = m.layouts_for(args)
+    assert [s for s, _ in drawn] == list(range(m.REPORTED_SEED0, m.REPORTED_SEED0 + 10))
+    layouts = [lay for _, lay in drawn]
+    assert len(set(layouts)) >= 6 and not set(layouts) & set(m.HELD_OUT_LAYOUTS)
+    pilot = m.layouts_for(m.Args(seeds=2, pilot=True))
+    assert {lay for _, lay in pilot} <= set(m.HELD_OUT_LAYOUTS)
+
+
+def test_bootstrap_interval_and_first_reaching() -> None:
+    m = _script()
+    low, high = m.bootstrap([1.0, 2.0, 3.0, 4.0])
+    assert 1.0 <= low <= 2.5 <= high <= 4.0
+    assert m.bootstrap([5.0, 5.0]) == (5.0, 5.0)
+    curve = [{"step": 10, "fitness": 1.0}, {"step": 20, "fitness": 6.0}]
+    assert m.first_reaching(curve, 5.0) == 20 and m.first_reaching(curve, 7.0) is None

@@ -189,6 +189,54 @@ def test_policy_credit_fit_sets_the_weights_that_predict_the_metric() -> None:
     assert "least-squares fit of fitness" in action.reason
 
 
+@pytest.mark.parametrize("explore", [0.1, 0.4])
+def test_credit_fit_on_hungry_thirsty_returns_the_fitness_reward_whatever_the_data(
+        explore: float) -> None:
+    """The fitness identity: the reward terms are a one-hot of the pre-step state and fitness
+    counts the steps after which the agent is not hungry, so per episode
+    ``fitness = not_hungry_thirsty + not_hungry_not_thirsty - (sum of all terms) / 200 +
+    [ate on the last step]``. A least-squares fit of fitness on the term totals therefore
+    returns about the fitness reward (0, 0, 1, 1) (the last-step term is the only misfit),
+    whatever policy made the episodes: the credit move writes the objective as the reward;
+    it finds nothing in the data."""
+    import random
+
+    from livetune_rl.envs import REWARD_COMPONENTS, HungryThirstyEnv
+    from livetune_rl.envs.value_iteration import greedy_policy
+
+    layout = ((0, 0), (3, 3))
+    good = greedy_policy({"not_hungry_thirsty": 1.0, "not_hungry_not_thirsty": 1.0}, layout)
+    rng = random.Random(0)
+    env = HungryThirstyEnv(layout=layout, noise_std=0.0)
+    names = [f"reward.{c}" for c in REWARD_COMPONENTS]
+    episodes: dict[str, list[float]] = {n: [] for n in [*names, "fitness"]}
+    for i in range(60):
+        _, info = env.reset(seed=i)
+        totals = dict.fromkeys(REWARD_COMPONENTS, 0.0)
+        done = False
+        while not done:
+            (x, y), h, t = info["position"], info["hungry"], info["thirsty"]
+            action = (rng.randrange(6) if rng.random() < explore
+                      else int(good[y * 4 + x, int(h), int(t)]))
+            _, _, _, done, info = env.step(action)
+            for c, v in info["reward_components"].items():
+                totals[c] += v
+        for c in REWARD_COMPONENTS:
+            episodes[f"reward.{c}"].append(totals[c])
+        episodes["fitness"].append(float(info["fitness"]))
+    reg = lt.Registry()
+    for n in names:
+        lt.LiveVariable(n, 0.0, min=-1.0, max=1.0, registry=reg)
+    policy = HillClimbPolicy(PolicyConfig(knobs=("reward.*",), credit="fitness"),
+                             reg.state().variables)
+    policy.observe(0.0, reg.values(), episodes=episodes)
+    fitted = policy.fitted_weights()
+    top = fitted["reward.not_hungry_not_thirsty"]
+    assert fitted["reward.not_hungry_thirsty"] == pytest.approx(top, rel=0.1)
+    assert abs(fitted["reward.hungry_thirsty"]) < 0.05 * top
+    assert abs(fitted["reward.hungry_not_thirsty"]) < 0.05 * top
+
+
 def test_policy_moves_width_variables_together() -> None:
     reg = registry_with_weights()
     policy = HillClimbPolicy(PolicyConfig(knobs=("reward.*",), patience=1, settle=1, width=0),

@@ -26,6 +26,12 @@ The rule, in words:
      (Pearson ``|r| >= credit_min``) moves by ``step``, up when ``r > 0``, down when below.
 
    Random moves follow if the credit move is judged a failure.
+
+   The credit move is *objective-aware*, not black-box: when the objective is itself a
+   weighted sum of the reward terms (on Hungry-Thirsty fitness is the two ``not_hungry_*``
+   terms up to a constant and the last step), the fit returns the objective as the reward
+   whatever the data. Without ``credit`` the policy is a black-box hill climber that uses
+   only the metric.
 3. **Judge**: after ``settle`` evaluations, keep the change if the mean of the last ``judge``
    of them (all of them when ``judge`` is 0) beats the mean before it by ``min_delta``;
    otherwise revert it and remember the move as tried. A learner answers a reward change
