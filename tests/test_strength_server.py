@@ -12,8 +12,8 @@ import pytest
 
 import livetune_rl as lt
 from livetune_rl.server import (
-    ServeError,
     AccessInterceptor,
+    ServeError,
     TrainingUnavailableError,
     _status_of,
     check_serve_args,
