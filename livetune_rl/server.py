@@ -815,8 +815,8 @@ def check_serve_args(address: str | None, run: str | None, token: str | None,
     if not is_loopback(address or DEFAULT_ADDRESS) and not token and not insecure:
         raise ServeError(
             f"refusing to serve on non-loopback address {address} without a token: anyone who "
-            "can reach it could change this run. Pass token=... (or --token), or insecure=True "
-            "if the network is trusted."
+            "can reach it could change this run. Pass token=... (or --token-file, or set "
+            "LIVETUNE_TOKEN), or insecure=True if the network is trusted."
         )
     if bool(tls_cert) != bool(tls_key):
         raise ServeError("TLS needs both tls_cert and tls_key")

@@ -162,7 +162,8 @@ def test_unsafe_or_invalid_serve_arguments_are_refused_with_the_fix(
     monkeypatch.delenv("LIVETUNE_TOKEN", raising=False)
     with pytest.raises(ServeError, match=r"^refusing to serve on non-loopback address "
                                          r"0\.0\.0\.0:1 without a token: .* Pass token=\.\.\. "
-                                         r"\(or --token\), or insecure=True if the network "
+                                         r"\(or --token-file, or set LIVETUNE_TOKEN\), or "
+                                         r"insecure=True if the network "
                                          r"is trusted\.$"):
         check_serve_args("0.0.0.0:1", "r", None, None, None, False)
     assert check_serve_args("0.0.0.0:1", "r", None, None, None, True) == ("r", None)
