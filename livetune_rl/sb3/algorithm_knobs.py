@@ -3,7 +3,7 @@
 Every knob is defined by a test (does this model have it?), a getter (its current value, the
 live variable's default), bounds or a check (values the algorithm cannot take are refused
 before a set is acknowledged) and an apply function that puts a value into effect in a way SB3
-does not undo (research.md section 4):
+does not undo (docs/rl.md, "Why each knob is applied where it is"):
 
 =================  ==========================================  ===============================
 knob               algorithms                                  applied by
