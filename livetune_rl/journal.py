@@ -256,6 +256,23 @@ def _lines_from_end(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]
             yield 0, rest
 
 
+def iter_journal_backwards(path: str | os.PathLike[str]) -> Iterator[ChangeEvent]:
+    """The records of ``path`` from the newest to the oldest, read from the end in blocks, so
+    a reader that stops early pays only for what it read. Corrupt lines are skipped with a
+    warning naming their byte offset; an absent file raises ``FileNotFoundError``.
+
+    :param path: the journal.
+    """
+    for offset, line in _lines_from_end(path):
+        if not line.strip():
+            continue
+        try:
+            yield parse_line(line.decode("utf-8", errors="replace"))
+        except ValueError as exc:
+            log.warning("%s (byte %d): skipping a torn or corrupt journal record: %s",
+                        path, offset, exc)
+
+
 def read_journal_tail(path: str | os.PathLike[str], *, since: int = 0, limit: int,
                       match: Callable[[str], bool] | None = None,
                       ) -> tuple[list[ChangeEvent], bool]:
@@ -279,15 +296,7 @@ def read_journal_tail(path: str | os.PathLike[str], *, since: int = 0, limit: in
     limit = max(1, int(limit))
     found: list[ChangeEvent] = []
     try:
-        for offset, line in _lines_from_end(path):
-            if not line.strip():
-                continue
-            try:
-                event = parse_line(line.decode("utf-8", errors="replace"))
-            except ValueError as exc:
-                log.warning("%s (byte %d): skipping a torn or corrupt journal record: %s",
-                            path, offset, exc)
-                continue
+        for event in iter_journal_backwards(path):
             if event.v <= since:
                 break
             if match is None or match(event.name):

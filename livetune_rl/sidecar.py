@@ -53,7 +53,6 @@ import atexit
 import contextlib
 import ctypes
 import itertools
-import json
 import logging
 import mmap
 import os
@@ -73,7 +72,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import discovery
-from .journal import ChangeEvent, Journal
+from .journal import ChangeEvent, Journal, iter_journal_backwards
 from .registry import LiveTrigger, LiveVariable, Registry, default_registry
 from .server import (
     MAX_CALLS_PER_SECOND,
@@ -118,8 +117,7 @@ def _definition(item: LiveVariable | LiveTrigger) -> dict[str, Any]:
             "coalesced": item.coalesced}
 
 
-def records_after(path: Path, version: int, since: float = 0.0,
-                  chunk: int = 1 << 16) -> list[ChangeEvent]:
+def records_after(path: Path, version: int, since: float = 0.0) -> list[ChangeEvent]:
     """The journal records of ``path`` with a version above ``version`` (and written at or
     after ``since``), oldest first, reading the file backwards only as far as needed (torn
     or corrupt lines skipped).
@@ -130,29 +128,12 @@ def records_after(path: Path, version: int, since: float = 0.0,
     """
     found: list[ChangeEvent] = []
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
+        for event in iter_journal_backwards(path):
+            if event.v <= version or event.t < since:
+                break
+            found.append(event)
     except FileNotFoundError:
-        return found
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        tail = b""
-        while end > 0:
-            start = max(0, end - chunk)
-            handle.seek(start)
-            data = handle.read(end - start) + tail
-            end = start
-            lines = data.split(b"\n")
-            tail = lines.pop(0) if end > 0 else b""  # maybe a partial line: read on
-            for line in reversed(lines):
-                if not line.strip():
-                    continue
-                try:
-                    event = ChangeEvent.from_record(json.loads(line))
-                except ValueError:
-                    continue
-                if event.v <= version or event.t < since:
-                    return found[::-1]
-                found.append(event)
+        return []
     return found[::-1]
 
 
