@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh
+scripts/original-livetune.sh >/dev/null  # the original `tune` command, for tests/test_compat_tune.py
 VENV="${LIVETUNE_VENV:-.venv}"
 "$VENV/bin/ruff" check .
 # Discovery records and default journals of test runs stay out of the user's own directory.
