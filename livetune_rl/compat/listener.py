@@ -362,11 +362,11 @@ async def _read_start(reader: asyncio.StreamReader, expected: bytes, *, extra: i
     """
     data = b""
     while len(data) < len(expected) + extra and expected.startswith(data[:len(expected)]):
-        chunk = await reader.read(protocol.MAX_MESSAGE - len(data))
+        chunk = await reader.read(protocol.MAX_MESSAGE + 1 - len(data))
         if not chunk:
             break
         data += chunk
-        if len(data) >= protocol.MAX_MESSAGE:
+        if len(data) > protocol.MAX_MESSAGE:
             raise _Refused(f"message longer than {protocol.MAX_MESSAGE} bytes")
     return data
 
