@@ -191,3 +191,21 @@ def test_stop_closes_every_port(reg: lt.Registry) -> None:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", p), timeout=2).close()
     assert threading.active_count() < 50
+
+
+def test_a_failing_custom_check_refuses_and_the_listener_goes_on(
+        reg: lt.Registry, listener: OriginalProtocolListener) -> None:
+    checks = {"fail": False}  # the default is checked at definition: it passes then
+
+    def sometimes(value: object) -> str | None:
+        if checks["fail"]:
+            raise ZeroDivisionError("a bug in the program's check")
+        return None
+
+    lt.LiveVariable("odd", 1, check=sometimes, registry=reg)
+    checks["fail"] = True
+    send(listener.port, "odd", b"3")
+    wait_for(lambda: listener.stats.refused == 1)
+    assert reg.variable("odd").value == 1
+    send(listener.port, "epochs", b"11")
+    wait_for(lambda: reg.variable("epochs").value == 11)

@@ -247,6 +247,9 @@ class OriginalProtocolListener:
             log.warning("livetune-tcp: %s; nothing changed", exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             self.stats.dropped += 1
+        except Exception:  # a bug or a failing custom check must not end the listener
+            self.stats.refused += 1
+            log.exception("livetune-tcp: a request failed; nothing changed")
         finally:
             self._active -= 1
             writer.close()
