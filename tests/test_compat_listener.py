@@ -182,6 +182,17 @@ def test_a_registry_served_from_another_process_is_changed_through_it(
         server.stop()
 
 
+def test_a_flood_of_refusals_logs_one_warning_a_second(
+        reg: lt.Registry, caplog: pytest.LogCaptureFixture) -> None:
+    with OriginalProtocolListener(reg, 0, max_calls_per_second=None, quiet=True) as listener:
+        for _ in range(20):
+            assert lookup(listener.port, "nosuch") == b""
+        wait_for(lambda: listener.stats.refused == 20)
+    warnings = [r for r in caplog.records if r.name == "livetune_rl.compat.listener"
+                and r.levelname == "WARNING"]
+    assert 1 <= len(warnings) <= 3  # 20 refusals in well under 3 s
+
+
 def test_stop_closes_every_port(reg: lt.Registry) -> None:
     listener = OriginalProtocolListener(reg, 0, quiet=True).start()
     port, var_port = listener.port, int(lookup(listener.port, "lr"))

@@ -33,6 +33,7 @@ import functools
 import logging
 import sys
 import threading
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -133,6 +134,8 @@ class OriginalProtocolListener:
         self._port_locks: dict[str, asyncio.Lock] = {}
         self._active = 0
         self._next_turn = 0.0
+        self._last_warning = -1e9
+        self._quiet_warnings = 0
 
     # ------------------------------------------------------------------ life cycle
     @property
@@ -228,8 +231,8 @@ class OriginalProtocolListener:
         """Run ``handler`` for one connection within the listener's limits."""
         if self._active >= self.max_connections:
             self.stats.dropped += 1
-            log.warning("livetune-tcp: more than %d connections at once; closed one "
-                        "(nothing changed)", self.max_connections)
+            self._warn(f"more than {self.max_connections} connections at once; closed one "
+                       "(nothing changed)")
             writer.transport.abort()
             return
         self._active += 1
@@ -240,19 +243,30 @@ class OriginalProtocolListener:
                 await self._apply(*change)
         except asyncio.TimeoutError:
             self.stats.dropped += 1
-            log.warning("livetune-tcp: a client took more than %gs; closed it (nothing "
-                        "changed)", self.timeout)
+            self._warn(f"a client took more than {self.timeout:g}s; closed it (nothing "
+                       "changed)")
         except _Refused as exc:
             self.stats.refused += 1
-            log.warning("livetune-tcp: %s; nothing changed", exc)
+            self._warn(f"{exc}; nothing changed")
         except (ConnectionError, asyncio.IncompleteReadError):
             self.stats.dropped += 1
         except Exception:  # a bug or a failing custom check must not end the listener
             self.stats.refused += 1
-            log.exception("livetune-tcp: a request failed; nothing changed")
+            self._warn("a request failed; nothing changed", exc_info=True)
         finally:
             self._active -= 1
             writer.close()
+
+    def _warn(self, text: str, *, exc_info: bool = False) -> None:
+        """Log a warning, at most one a second: a flood must not flood the program's log."""
+        now = time.monotonic()
+        if now - self._last_warning < 1.0:
+            self._quiet_warnings += 1
+            return
+        more = (f" ({self._quiet_warnings} more since the last one shown)"
+                if self._quiet_warnings else "")
+        log.warning("livetune-tcp: %s%s", text, more, exc_info=exc_info)
+        self._last_warning, self._quiet_warnings = now, 0
 
     async def _wait_turn(self) -> None:
         if self.max_calls_per_second is None:
@@ -266,6 +280,9 @@ class OriginalProtocolListener:
     async def _serve_dictionary(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         message = await _read_start(reader, protocol.LOOKUP_PREFIX, extra=1)
+        if not message:  # connected and closed without a word
+            self.stats.dropped += 1
+            return
         tag = protocol.parse_lookup(message)
         if tag is None:
             raise _Refused(f"not a tag lookup on the dictionary port: {_show(message)}")
@@ -294,6 +311,9 @@ class OriginalProtocolListener:
                               writer: asyncio.StreamWriter) -> tuple[str, bytes] | None:
         """Answer the type of ``tag``, then read what the client sends: (tag, message)."""
         message = await _read_start(reader, protocol.UPDATE)
+        if not message:
+            self.stats.dropped += 1
+            return None
         if message != protocol.UPDATE:
             raise _Refused(f"{tag}: expected {protocol.UPDATE.decode()!r} first, got "
                            f"{_show(message)}")
