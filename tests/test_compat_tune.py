@@ -156,3 +156,12 @@ def test_the_docs_example_runs_as_shown(tmp_path: Path, children: Children, tune
     missing = [line for line in masked("\n".join(program[0][1])) if line not in got]
     assert not missing, (missing, got)
     assert child.returncode == 0
+
+
+def test_the_docs_other_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (REPO / "docs" / "compat.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)[1:]
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/compat.md", "exec"), {})
+    assert "tune -v 1e-4 -t learning_rate -p " in capsys.readouterr().out
