@@ -295,6 +295,12 @@ def _env_kwargs(config: TrainConfig) -> dict[str, Any]:
     return {}
 
 
+def _outcome_keys(env_id: str) -> tuple[str, ...]:
+    """The ``info`` numbers that measure what ``env_id`` is really for (Hungry-Thirsty:
+    ``fitness``, the steps not hungry; other envs: none, their reward is the outcome)."""
+    return ("fitness",) if env_id == HUNGRY_THIRSTY else ()
+
+
 def _register_envs(env_id: str) -> None:
     if env_id.startswith("livetune/"):
         import livetune_rl.envs  # noqa: F401  (registers the livetune/ ids)
@@ -376,7 +382,7 @@ def train(config: TrainConfig) -> Any:
     saved_values: dict[str, Any] = {}
     journaled: dict[str, tuple[int, Any]] = {}
     if config.resume:
-        from .sb3.callback import load_checkpoint
+        from .sb3.checkpoint import load_checkpoint
 
         model, saved_values = load_checkpoint(config.resume, env=venv, device=config.device,
                                               tensorboard_log=str(run_dir / "tb"))
@@ -389,7 +395,11 @@ def train(config: TrainConfig) -> Any:
                                 eval_every=config.eval_every,
                                 checkpoint_every=config.checkpoint_every,
                                 keep_checkpoints=config.keep_checkpoints,
-                                episode_info_keys=("fitness",))  # for `livetune tune --credit`
+                                # the env's own outcome, where it reports one: in the
+                                # evaluations (mean_fitness) and per training episode (for
+                                # `livetune tune --credit`)
+                                eval_info_keys=_outcome_keys(config.env),
+                                episode_info_keys=_outcome_keys(config.env))
     callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
     if config.resume:
         # the start record lists the values in effect (knobs registered first); then the
