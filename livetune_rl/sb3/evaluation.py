@@ -82,8 +82,13 @@ class Evaluator:
             if values:
                 metrics[f"mean_{key}"] = float(np.mean(values))
                 metrics[f"std_{key}"] = float(np.std(values))
+        try:
+            logger = model.logger
+        except AttributeError:  # SB3 makes the logger in learn(): before it, log nowhere
+            logger = None
         for key, value in metrics.items():
-            model.logger.record(f"eval/{key}", value)
+            if logger is not None:
+                logger.record(f"eval/{key}", value)
         episodes = dict(train_episodes or {})
         for key in train_keys:  # the stochastic policy's side of the metric
             if key in episodes:
