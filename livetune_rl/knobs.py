@@ -276,8 +276,12 @@ class Knobs:
         A knob whose apply function raises is logged and journaled as applied with the error
         (the variable keeps its value, training goes on); it is retried at the next set.
         """
-        if not self.changed(cadence):
-            return []
+        registry = self.registry  # inlined changed(): this is the step loop's hot path
+        if registry is not None:
+            version = registry.version
+            if self._seen.get(cadence) == version:
+                return []
+            self._seen[cadence] = version  # first: a set racing with us is seen next time
         return [a.event for a in self.apply(self.read(cadence), step=step)
                 if a.event is not None]
 

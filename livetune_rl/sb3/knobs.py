@@ -64,6 +64,7 @@ class KnobsCallback(BaseCallback):
         self.knobs = Knobs(self.registry)
         self._user: list[tuple[str, Value, Callable[[Any], Any], dict[str, Any]]] = []
         self._attached_to: BaseAlgorithm | None = None
+        self._step_knobs = False
 
     def add_knob(
         self,
@@ -100,11 +101,13 @@ class KnobsCallback(BaseCallback):
                            cadence=STEP if knob.every_step else ROLLOUT)
         for name, default, apply, options in self._user:
             self.knobs.add(name, default, apply, **options)
+        self._step_knobs = bool(self.knobs.names(STEP))
         self._attached_to = model
 
     def detach(self) -> None:
         """Unregister every knob (learn() called with another model, or the end of use)."""
         self.knobs.close()
+        self._step_knobs = False
         self._attached_to = None
 
     def _on_model(self, apply: Callable[[BaseAlgorithm, Any], None]) -> Callable[[Any], None]:
@@ -114,9 +117,10 @@ class KnobsCallback(BaseCallback):
         self.attach(self.model)
 
     def _on_step(self) -> bool:
-        events = self.knobs.apply_pending(self.num_timesteps, cadence=STEP)
-        if events:
-            log_applied(self, events)
+        if self._step_knobs:
+            events = self.knobs.apply_pending(self.num_timesteps, cadence=STEP)
+            if events:
+                log_applied(self, events)
         return True
 
     def _on_rollout_end(self) -> None:
