@@ -109,8 +109,10 @@ class Knobs:
     """
 
     def __init__(self, registry: Registry | None = None, *, timed: bool = False) -> None:
-        self.registry: Registry | None = (registry if registry is not None
-                                          else default_registry())
+        self._setup(registry if registry is not None else default_registry(), timed)
+
+    def _setup(self, registry: Registry | None, timed: bool) -> None:
+        self.registry = registry
         self.timed = timed
         self._knobs: dict[str, Knob] = {}
         self._seen: dict[str | None, int] = {}
@@ -128,8 +130,8 @@ class Knobs:
             >>> [a.name for a in knobs.apply(Reading({"lr": 3}, {"lr": 0.2}), step=1)], seen
             (['lr'], [0.2])
         """
-        knobs = cls(Registry(), timed=timed)
-        knobs.registry = None
+        knobs = cls.__new__(cls)
+        knobs._setup(None, timed)
         return knobs
 
     # ----------------------------------------------------------------- registration
@@ -209,18 +211,6 @@ class Knobs:
         return [n for n, k in self._knobs.items() if cadence is None or k.cadence == cadence]
 
     # ----------------------------------------------------------------- applying
-    def changed(self, cadence: str | None = None) -> bool:
-        """False when nothing was set in the registry since the last call for ``cadence``
-        (one int comparison); True otherwise (then read and apply)."""
-        registry = self.registry
-        if registry is None:
-            return True
-        version = registry.version
-        if self._seen.get(cadence) == version:
-            return False
-        self._seen[cadence] = version  # first: a set racing with us is seen next time
-        return True
-
     def read(self, cadence: str | None = None, *, everything: bool = False) -> Reading:
         """The knobs set since they were last applied (``everything``: all of them), version
         read before value, so a set racing with the read is applied next time."""
@@ -276,7 +266,7 @@ class Knobs:
         A knob whose apply function raises is logged and journaled as applied with the error
         (the variable keeps its value, training goes on); it is retried at the next set.
         """
-        registry = self.registry  # inlined changed(): this is the step loop's hot path
+        registry = self.registry  # the step loop's hot path: one int comparison
         if registry is not None:
             version = registry.version
             if self._seen.get(cadence) == version:
