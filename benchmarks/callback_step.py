@@ -4,8 +4,9 @@ timed on a real PPO model on Hungry-Thirsty with every knob and reward weight re
 
 Two cases: nothing set (the hot path: one registry version read per safe point) and a set every
 ``--set-every`` steps (the apply path: a reward weight pushed to the env, journaled). Prints the
-best of ``--repeats`` timings in microseconds per step (the best is the least disturbed by other
-load; compare two checkouts by running this same script with each one's venv). Run::
+best and the median of ``--repeats`` timings in microseconds of this thread's CPU time per step
+(CPU time, not wall time: time the process waits for a core while other jobs run does not
+count; compare two checkouts by running this same script with each one's venv). Run::
 
     python benchmarks/callback_step.py
     python benchmarks/callback_step.py --steps 50000 --repeats 7
@@ -50,7 +51,7 @@ def _time(callback: LiveTuneCallback, model: PPO, registry: lt.Registry, steps: 
           set_every: int) -> float:
     frame = _rollout_locals(model)
     weight = "reward.hungry_thirsty"
-    started = time.perf_counter()
+    started = time.thread_time()
     for i in range(steps):
         model.num_timesteps += 1
         if set_every and i % set_every == 0:
@@ -58,7 +59,7 @@ def _time(callback: LiveTuneCallback, model: PPO, registry: lt.Registry, steps: 
         frame["n_steps"] = i
         callback.update_locals(frame)
         callback.on_step()
-    return (time.perf_counter() - started) / steps * 1e6
+    return (time.thread_time() - started) / steps * 1e6
 
 
 def main() -> None:
