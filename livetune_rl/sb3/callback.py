@@ -160,10 +160,8 @@ class LiveTuneCallback(CallbackList):
         if self._attached_to is model:
             return
         self.model = model
-        for part in self.callbacks:
-            attach = getattr(part, "attach", None)
-            if attach is not None:
-                attach(model)
+        for part in self._registering():
+            part.attach(model)
         self._attached_to = model
 
     def _init_callback(self) -> None:
@@ -172,10 +170,15 @@ class LiveTuneCallback(CallbackList):
 
     def close(self) -> None:
         """Unregister every variable and trigger of this callback."""
-        for part in (self.reward, self.knobs, self.triggers):
-            if part is not None:
-                part.detach()
+        for part in self._registering():
+            part.detach()
         self._attached_to = None
+
+    def _registering(self) -> list[RewardCallback | KnobsCallback | TriggersCallback]:
+        """The parts that register variables or triggers."""
+        parts: list[RewardCallback | KnobsCallback | TriggersCallback] = [self.knobs,
+                                                                           self.triggers]
+        return [self.reward, *parts] if self.reward is not None else parts
 
     # ----------------------------------------------------------------- the step
     def _on_step(self) -> bool:
