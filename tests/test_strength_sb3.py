@@ -125,8 +125,8 @@ def test_each_algorithm_gets_exactly_the_knobs_it_has() -> None:
     assert knob_names(small(PPO, "CartPole-v1", n_steps=32, batch_size=16)) == on_policy | {
         "clip_range", "n_epochs", "batch_size", "target_kl"}
     assert knob_names(small(A2C, "CartPole-v1")) == on_policy
-    assert knob_names(small(DQN, "CartPole-v1")) == off_policy | {"exploration_rate",
-                                                                  "max_grad_norm"}
+    assert knob_names(small(DQN, "CartPole-v1")) == off_policy | {
+        "exploration_rate", "max_grad_norm", "target_update_interval"}
     assert knob_names(small(SAC, "Pendulum-v1")) == off_policy | {"target_entropy"}
     assert knob_names(small(SAC, "Pendulum-v1", ent_coef=0.2)) == off_policy | {"ent_coef"}
     assert knob_names(small(TD3, "Pendulum-v1")) == off_policy

@@ -12,23 +12,34 @@ learning_rate      all                                         ``lr_schedule`` -
                                                                ``model.learning_rate``, and
                                                                every optimizer's param_groups
                                                                (SAC's entropy optimizer too)
-ent_coef           PPO, A2C; SAC with a fixed coefficient      ``model.ent_coef`` (SAC:
-                                                               ``ent_coef_tensor``)
-target_entropy     SAC with ``ent_coef="auto"``                ``model.target_entropy``
-clip_range         PPO                                         ``clip_range`` -> LiveSchedule
-exploration_rate   DQN                                         ``exploration_schedule`` ->
+ent_coef           PPO-like, A2C; SAC, TQC, CrossQ with a       ``model.ent_coef`` (SAC:
+                   fixed coefficient                           ``ent_coef_tensor``)
+target_entropy     SAC, TQC, CrossQ with ``ent_coef="auto"``   ``model.target_entropy``
+clip_range         PPO, RecurrentPPO, MaskablePPO                ``clip_range`` -> LiveSchedule
+exploration_rate   DQN, QR-DQN                                 ``exploration_schedule`` ->
                                                                LiveSchedule
 gamma              all                                         ``model.gamma`` and the rollout
                                                                buffer's copy
 gae_lambda         PPO, A2C                                    idem
-n_epochs           PPO                                         ``model.n_epochs``
-batch_size         PPO and off-policy                          ``model.batch_size``
-vf_coef            PPO, A2C                                    ``model.vf_coef``
-max_grad_norm      PPO, A2C, DQN                               ``model.max_grad_norm``
-target_kl          PPO (0 disables)                            ``model.target_kl``
-tau                off-policy                                  ``model.tau``
+n_epochs           PPO-like                                    ``model.n_epochs``
+batch_size         PPO-like, TRPO and off-policy               ``model.batch_size``
+vf_coef            PPO-like, A2C                               ``model.vf_coef``
+max_grad_norm      PPO-like, A2C, DQN-like                     ``model.max_grad_norm``
+target_kl          PPO-like (0 disables); TRPO (> 0)           ``model.target_kl``
+tau                off-policy but CrossQ (no target network)   ``model.tau``
 gradient_steps     off-policy                                  ``model.gradient_steps``
+target_update_     DQN, QR-DQN (read every step)               ``model.target_update_interval``
+interval
+cg_damping,        TRPO                                        the attributes of those names
+n_critic_updates
+top_quantiles_     TQC (at least one quantile must remain)     ``model.top_quantiles_to_drop_
+to_drop_per_net                                                per_net``
+policy_delay       CrossQ                                      ``model.policy_delay``
 =================  ==========================================  ===============================
+
+PPO-like: PPO and sb3-contrib's RecurrentPPO and MaskablePPO; DQN-like: DQN and QR-DQN. TQC
+and CrossQ get SAC's knobs through the attributes they share with it; TRPO gets neither an
+entropy nor a value coefficient, nor gradient clipping (it uses none).
 """
 
 from __future__ import annotations
@@ -66,8 +77,17 @@ def _has(*attrs: str) -> Callable[[BaseAlgorithm], bool]:
     return lambda model: all(getattr(model, a, None) is not None for a in attrs)
 
 
-def _algo(name: str) -> Callable[[BaseAlgorithm], bool]:
-    return lambda model: any(cls.__name__ == name for cls in type(model).__mro__)
+def _algo(*names: str) -> Callable[[BaseAlgorithm], bool]:
+    """The model is (a subclass of) one of the algorithms called ``names`` (by class name, so
+    that sb3-contrib needs no import here)."""
+    return lambda model: any(cls.__name__ in names for cls in type(model).__mro__)
+
+
+PPO_LIKE = ("PPO", "RecurrentPPO", "MaskablePPO")
+"""PPO and the sb3-contrib algorithms that train with PPO's clipped loop (they subclass
+``OnPolicyAlgorithm``, not ``PPO``)."""
+DQN_LIKE = ("DQN", "QRDQN")
+"""DQN and sb3-contrib's QR-DQN (same exploration schedule and target updates)."""
 
 
 def optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
@@ -132,6 +152,12 @@ def _batch_check(model: BaseAlgorithm) -> Check:
     return lambda v: None if int(v) <= limit else f"larger than the buffer ({limit})"
 
 
+def _tqc_drop_check(model: BaseAlgorithm) -> Check:
+    total, critics = int(model.critic.quantiles_total), int(model.critic.n_critics)
+    return lambda v: None if total - int(v) * critics >= 1 else (
+        f"would drop every quantile ({critics} critics x {int(v)} of {total // critics})")
+
+
 def _setter(attr: str, cast: Callable[[Any], Any] = float) -> Callable[[BaseAlgorithm, Any], None]:
     def apply(model: BaseAlgorithm, value: Any) -> None:
         setattr(model, attr, cast(value))
@@ -143,45 +169,65 @@ KNOBS: tuple[KnobDef, ...] = (
     KnobDef("learning_rate", "optimizer step size (replaces the lr schedule by a constant)",
             lambda m: True, _current_lr, _apply_lr, min=0.0, max=10.0),
     KnobDef("ent_coef", "entropy coefficient of the loss",
-            lambda m: (isinstance(m, OnPolicyAlgorithm) and isinstance(m.ent_coef, float))
-            or _sac_fixed_ent(m),
+            lambda m: (isinstance(m, OnPolicyAlgorithm) and isinstance(m.ent_coef, float)
+                       and not _algo("TRPO")(m)) or _sac_fixed_ent(m),
             lambda m: float(m.ent_coef), _apply_ent_coef, min=0.0, max=100.0),
     KnobDef("target_entropy", "target entropy of SAC's learned entropy coefficient",
             lambda m: getattr(m, "ent_coef_optimizer", None) is not None,
             lambda m: float(m.target_entropy), _setter("target_entropy"), min=-1e6, max=1e6),
     KnobDef("clip_range", "PPO policy clipping parameter (replaces its schedule)",
-            _algo("PPO"), lambda m: float(m.clip_range(m._current_progress_remaining)),
+            _algo(*PPO_LIKE), lambda m: float(m.clip_range(m._current_progress_remaining)),
             lambda m, v: live_schedule(m, "clip_range").override_with(v), min=0.0, max=10.0,
             check=lambda m: lambda v: None if v > 0 else "must be > 0"),
     KnobDef("exploration_rate", "DQN epsilon (replaces its exploration schedule)",
-            _algo("DQN"), lambda m: float(m.exploration_rate),
+            _algo(*DQN_LIKE), lambda m: float(m.exploration_rate),
             _apply_exploration, min=0.0, max=1.0, every_step=True),
     KnobDef("gamma", "discount factor (also the rollout buffer's copy)",
             _has("gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
     KnobDef("gae_lambda", "GAE lambda (also the rollout buffer's copy)",
             lambda m: isinstance(m, OnPolicyAlgorithm), lambda m: float(m.gae_lambda),
             _apply_gae, min=0.0, max=1.0),
-    KnobDef("n_epochs", "PPO epochs per update", _algo("PPO"), lambda m: int(m.n_epochs),
+    KnobDef("n_epochs", "PPO epochs per update", _algo(*PPO_LIKE), lambda m: int(m.n_epochs),
             _setter("n_epochs", int), min=1, max=1000),
     KnobDef("batch_size", "minibatch size",
-            lambda m: (_algo("PPO")(m) or isinstance(m, OffPolicyAlgorithm))
+            lambda m: (_algo(*PPO_LIKE, "TRPO")(m) or isinstance(m, OffPolicyAlgorithm))
             and getattr(m, "batch_size", None) is not None,
             lambda m: int(m.batch_size), _setter("batch_size", int), min=1, max=1 << 24,
             check=_batch_check),
-    KnobDef("vf_coef", "value loss coefficient", _has("vf_coef"), lambda m: float(m.vf_coef),
+    KnobDef("vf_coef", "value loss coefficient",
+            lambda m: _has("vf_coef")(m) and not _algo("TRPO")(m), lambda m: float(m.vf_coef),
             _setter("vf_coef"), min=0.0, max=100.0),
-    KnobDef("max_grad_norm", "gradient clipping norm", _has("max_grad_norm"),
+    KnobDef("max_grad_norm", "gradient clipping norm",
+            lambda m: _has("max_grad_norm")(m) and not _algo("TRPO")(m),
             lambda m: float(m.max_grad_norm), _setter("max_grad_norm"), min=1e-8, max=1e6),
-    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", _algo("PPO"),
+    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", _algo(*PPO_LIKE),
             lambda m: float(m.target_kl or 0.0),
             lambda m, v: setattr(m, "target_kl", float(v) or None), min=0.0, max=100.0),
     KnobDef("tau", "target network soft-update coefficient",
-            lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: float(m.tau),
-            _setter("tau"), min=0.0, max=1.0),
+            lambda m: isinstance(m, OffPolicyAlgorithm) and not _algo("CrossQ")(m),
+            lambda m: float(m.tau), _setter("tau"), min=0.0, max=1.0),
     KnobDef("gradient_steps", "gradient steps per rollout (-1: as many as env steps)",
             lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: int(m.gradient_steps),
             _setter("gradient_steps", int), min=-1, max=100_000,
             check=lambda m: lambda v: None if v != 0 else "0 would never train"),
+    KnobDef("target_update_interval", "env steps between target network updates",
+            _algo(*DQN_LIKE), lambda m: int(m.target_update_interval),
+            _setter("target_update_interval", int), min=1, max=1 << 30),
+    # sb3-contrib
+    KnobDef("target_kl", "TRPO's KL limit of the line search (> 0)", _algo("TRPO"),
+            lambda m: float(m.target_kl), _setter("target_kl"), min=0.0, max=100.0,
+            check=lambda m: lambda v: None if v > 0 else "must be > 0 (TRPO always uses it)"),
+    KnobDef("cg_damping", "TRPO's conjugate-gradient damping", _algo("TRPO"),
+            lambda m: float(m.cg_damping), _setter("cg_damping"), min=0.0, max=100.0),
+    KnobDef("n_critic_updates", "TRPO's value-function updates per rollout", _algo("TRPO"),
+            lambda m: int(m.n_critic_updates), _setter("n_critic_updates", int), min=1,
+            max=10_000),
+    KnobDef("top_quantiles_to_drop_per_net", "TQC's truncated quantiles per critic",
+            _algo("TQC"), lambda m: int(m.top_quantiles_to_drop_per_net),
+            _setter("top_quantiles_to_drop_per_net", int), min=0, max=10_000,
+            check=_tqc_drop_check),
+    KnobDef("policy_delay", "CrossQ's critic updates per actor update", _algo("CrossQ"),
+            lambda m: int(m.policy_delay), _setter("policy_delay", int), min=1, max=10_000),
 )
 
 
