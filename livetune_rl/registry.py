@@ -23,11 +23,9 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from .feed import EventFeed, Lagged
 from .journal import ChangeEvent, Journal
 from .patterns import NameFilter
 from .state import RegistryState, TriggerState, VariableState
@@ -372,32 +371,26 @@ class Watcher:
     """Iterator over change events with a bounded buffer (see :meth:`Registry.watch`).
 
     If the consumer falls ``maxsize`` events behind, iteration raises :class:`WatcherLagged`
-    instead of silently skipping events.
+    (once the events kept for it are read) instead of silently skipping events.
     """
 
     def __init__(self, registry: Registry, maxsize: int) -> None:
-        self._queue: queue.Queue[ChangeEvent | None] = queue.Queue(maxsize)
-        self.lagged = False
+        self._feed: EventFeed[ChangeEvent] = EventFeed(maxsize)
         self._closed = False
-        self._sub = registry.subscribe(self._push, snapshot=True)
+        self._sub = registry.subscribe(self._feed.push, snapshot=True)
         self.snapshot = self._sub.snapshot
 
-    def _push(self, event: ChangeEvent) -> None:
-        if self.lagged:
-            return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.lagged = True
+    @property
+    def lagged(self) -> bool:
+        """True once events were dropped for this watcher."""
+        return self._feed.dropped > 0
 
     def get(self, timeout: float | None = None) -> ChangeEvent | None:
         """Next event, or None after ``timeout`` seconds or once closed."""
-        if self.lagged and self._queue.empty():
+        item = self._feed.get(timeout)
+        if isinstance(item, Lagged):
             raise WatcherLagged("watcher fell behind; events were dropped: watch again")
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return item
 
     def __iter__(self) -> Iterator[ChangeEvent]:
         while not self._closed:
@@ -409,8 +402,7 @@ class Watcher:
     def close(self) -> None:
         self._closed = True
         self._sub.close()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        self._feed.close()
 
     def __enter__(self) -> Watcher:
         return self

@@ -41,6 +41,7 @@ from grpc_reflection.v1alpha import reflection
 from . import convert, discovery
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
+from .feed import EventFeed, Lagged
 from .journal import ChangeEvent, read_journal_tail
 from .options import (
     CLIENT_METADATA,
@@ -114,9 +115,6 @@ def _source(context: grpc.aio.ServicerContext, authenticated: bool) -> str:
     return f"{peer} ({'; '.join(notes)})" if notes else peer
 
 
-_CLOSE = object()  # queued to a watch stream: the server is stopping
-
-
 class LiveTuneServicer(pb_grpc.LiveTuneServicer):
     """The ``livetune.v1.LiveTune`` service over one registry."""
 
@@ -132,15 +130,17 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         self.write_timeout = write_timeout
         self.max_lags = 3
         self.watchers = 0
-        self._queues: set[asyncio.Queue[Any]] = set()  # one per open watch stream
+        # one per open watch stream: its feed, and the event that wakes it
+        self._streams: set[tuple[EventFeed[ChangeEvent], asyncio.Event]] = set()
         self.closing = False
 
     def close(self) -> None:
         """End every watch stream with status OK: the server is stopping on purpose, so a
         watcher can tell a run that ended from a server that crashed. Call on the loop."""
         self.closing = True
-        for queue in self._queues:
-            queue.put_nowait(_CLOSE)
+        for feed, ready in self._streams:
+            feed.close()  # what it holds is still sent, then the stream ends
+            ready.set()
 
     def _run_info(self, version: int, step: int | None) -> pb.RunInfo:
         info = pb.RunInfo()
@@ -303,37 +303,24 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                      overflow: asyncio.Event | None = None
                      ) -> AsyncGenerator[pb.WatchResponse, None]:
         loop = asyncio.get_running_loop()
-        lagged = object()
         overflow = overflow if overflow is not None else asyncio.Event()
 
         def wanted(name: str) -> bool:
             return not name or match(name)
 
-        while True:  # one pass per snapshot; a watcher that lags resyncs from a new one
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            lock = threading.Lock()
-            buffered = [0, 0]  # events waiting, events dropped
-            overflow.clear()
-
-            def push(event: ChangeEvent, queue: asyncio.Queue[Any] = queue,
-                     lock: threading.Lock = lock, buffered: list[int] = buffered) -> None:
-                with lock:
-                    if buffered[1]:
-                        buffered[1] += 1
-                        return
-                    if buffered[0] >= self.watch_buffer:
-                        buffered[1] = 1
-                        item: Any = lagged
-                        with contextlib.suppress(RuntimeError):  # loop closed: stopping
-                            loop.call_soon_threadsafe(overflow.set)
-                    else:
-                        buffered[0] += 1
-                        item = event
+        def later(callback: Callable[[], object]) -> Callable[[], None]:
+            def call() -> None:  # on the registry's writer thread
                 with contextlib.suppress(RuntimeError):  # loop closed: server stopping
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    loop.call_soon_threadsafe(callback)
+            return call
 
-            subscription = self.registry.subscribe(push, snapshot=True)
-            self._queues.add(queue)
+        while True:  # one pass per snapshot; a watcher that lags resyncs from a new one
+            ready = asyncio.Event()  # set when an event arrives in the empty feed
+            overflow.clear()
+            feed: EventFeed[ChangeEvent] = EventFeed(
+                self.watch_buffer, on_ready=later(ready.set), on_overflow=later(overflow.set))
+            subscription = self.registry.subscribe(feed.push, snapshot=True)
+            self._streams.add((feed, ready))
             try:
                 if self.closing:
                     return
@@ -347,25 +334,27 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                               if wanted(t.name)],
                 ))
                 while True:
-                    item = await queue.get()
-                    if item is _CLOSE:
-                        return  # the server is stopping: the stream ends with OK
-                    if item is lagged:
-                        with lock:
-                            dropped = buffered[1] + buffered[0]
+                    item = feed.take()
+                    if item is None:
+                        if self.closing:
+                            return  # the server is stopping: the stream ends with OK
+                        ready.clear()
+                        item = feed.take()  # one may have arrived before the clear
+                        if item is None:
+                            await ready.wait()
+                            continue
+                    if isinstance(item, Lagged):
                         yield pb.WatchResponse(lagged=pb.Lagged(
-                            dropped=dropped,
+                            dropped=item.dropped,
                             message=f"watcher fell {self.watch_buffer} events behind; "
                                     "events were dropped, a fresh snapshot follows",
                         ))
                         break
-                    with lock:
-                        buffered[0] -= 1
                     if wanted(item.name):
                         yield pb.WatchResponse(change=convert.event_to_proto(item))
             finally:
                 subscription.close()
-                self._queues.discard(queue)
+                self._streams.discard((feed, ready))
 
 
 def _deny(handler: grpc.RpcMethodHandler | None, message: str,
