@@ -139,11 +139,7 @@ class LocalCommitter:
             ]
             reg._write(events)
             for (var, _), event in zip(accepted, events, strict=False):
-                var.value = event.new  # the publish: one attribute store per variable
-                var.version = event.v
-                var.changed_at = now
-                var.source = source
-                var.step = event.step
+                _store_set(var, event)
             reg._publish(events)
         return events
 
@@ -163,10 +159,7 @@ class LocalCommitter:
             event = ChangeEvent(reg.version + 1, time.time(), "fire", name, None,
                                 trigger.fires + 1, source, reg.step)
             reg._write([event])
-            trigger.fires += 1
-            trigger.version = event.v
-            trigger.last_fired = event.t
-            trigger.source = source
+            _store_fire(trigger, event)
             reg._publish([event])
         return event
 
@@ -680,20 +673,13 @@ class Registry:
                     var = self._vars.get(event.name)
                     if var is None or event.v <= var.version:
                         continue
-                    var.value = event.new
-                    var.version = event.v
-                    var.changed_at = event.t
-                    var.source = event.source
-                    var.step = event.step
+                    _store_set(var, event)
                 elif event.kind == "fire":
                     trig = self._triggers.get(event.name)
                     if trig is None or not isinstance(event.new, int) \
                             or event.new <= trig.fires:
                         continue
-                    trig.fires = event.new
-                    trig.version = event.v
-                    trig.last_fired = event.t
-                    trig.source = event.source
+                    _store_fire(trig, event)
                 else:
                     continue
                 published.append(event)
@@ -859,6 +845,24 @@ class Registry:
             2
         """
         return Watcher(self, maxsize)
+
+
+def _store_set(var: LiveVariable, event: ChangeEvent) -> None:
+    """Publish a committed set on its variable: one attribute store per published field,
+    the value first (callers hold the registry's lock and store its version after)."""
+    var.value = event.new
+    var.version = event.v
+    var.changed_at = event.t
+    var.source = event.source
+    var.step = event.step
+
+
+def _store_fire(trig: LiveTrigger, event: ChangeEvent) -> None:
+    """Count a committed fire on its trigger (``event.new`` is its fire number)."""
+    trig.fires = event.new  # type: ignore[assignment]
+    trig.version = event.v
+    trig.last_fired = event.t
+    trig.source = event.source
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
