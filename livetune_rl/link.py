@@ -10,10 +10,12 @@ as a :class:`RemoteError` that raises the same exception class on the other side
 Example::
 
     >>> from livetune_rl.values import UnknownNameError
-    >>> error = RemoteError.of(UnknownNameError("lr", ["learning_rate"]))
+    >>> error = RemoteError.of(UnknownNameError("learning_rat", ["learning_rate"]))
     >>> raised = error.exception()
-    >>> type(raised).__name__, str(raised), raised.suggestions
-    ('UnknownNameError', 'no variable named lr; did you mean learning_rate?', ['learning_rate'])
+    >>> type(raised).__name__, raised.suggestions
+    ('UnknownNameError', ['learning_rate'])
+    >>> str(raised)
+    "no variable named 'learning_rat'; did you mean learning_rate?"
 """
 
 from __future__ import annotations
