@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import discovery, link
-from .journal import ChangeEvent, iter_journal_backwards
+from .journal import ChangeEvent, Journal, iter_journal_backwards
 from .options import ServeError, ServeOptions, Serving
 from .registry import Handover, LiveTrigger, LiveVariable, Registry, default_registry
 from .values import InvalidValueError, LiveTuneError, Value
@@ -302,8 +302,9 @@ class ParentLink:
                         "on with the values it had, but the run is no longer served or "
                         "journaled", self.proc.pid)
 
-    def detach(self, journal: Any = None) -> None:
-        """Make the registry a plain local one again (idempotent)."""
+    def detach(self, journal: Journal | None = None) -> None:
+        """Make the registry a plain local one again (idempotent), writing ``journal``
+        again if given (a start that failed hands the registry its journal back)."""
         self.registry.commit_locally(self, journal=journal)
 
 
