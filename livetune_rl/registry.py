@@ -648,13 +648,14 @@ class Registry:
 
     def commit_locally(self, committer: Committer, *, journal: Journal | None = None) -> None:
         """Take the writes back from ``committer`` (no-op if it no longer has them):
-        versions and, with ``journal``, the journal are this registry's again."""
+        versions are this registry's again, and so is ``journal`` when given (the one
+        :meth:`serve_remotely` handed over, if the other process never took it up)."""
         with self._lock:
             if self._committer is committer:
                 self._committer = LocalCommitter(self)
                 self._step_cell = None
-                if journal is not None:
-                    self.journal = journal
+            if journal is not None and self.journal is None and not self._committer.remote:
+                self.journal = journal
 
     def apply_committed(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
         """Publish sets and fires committed by the serving process (out-of-process serving).
