@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from .journal import ChangeEvent
     from .state import TriggerState, VariableState
 
-# commands that only talk to a run: their parser is built without the training commands',
-# whose modules are larger (``livetune set`` must start fast; see benchmarks/cli_set.py)
+# The run commands only talk to a run: for them the parser is built without the training
+# commands, whose modules import much more (``livetune set`` must start fast; it is measured
+# by benchmarks/cli_set.py).
 TRAINING_COMMANDS = ("train", "train-vision")
 RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "tune", "demo")
 
