@@ -27,11 +27,20 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
-from .journal import ChangeEvent
-from .registry import TriggerState, VariableState
 from .values import LiveTuneError
+
+if TYPE_CHECKING:
+    from .journal import ChangeEvent
+    from .state import TriggerState, VariableState
+
+# The run commands only talk to a run: for them the parser is built without the training
+# commands, whose modules import much more (``livetune set`` must start fast; it is measured
+# by benchmarks/cli_set.py).
+TRAINING_COMMANDS = ("train", "train-vision")
+RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "tune", "demo")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -78,13 +87,9 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def _var_json(v: VariableState) -> dict[str, Any]:
-    return {
-        "name": v.name, "type": v.type.value, "value": v.value, "default": v.default,
-        "min": v.min, "max": v.max, "choices": list(v.choices), "help": v.help,
-        "version": v.version, "changed_at": v.changed_at, "source": v.source, "step": v.step,
-        "deferred": v.deferred, "applied_version": v.applied_version,
-        "applied_step": v.applied_step, "pending": v.pending,
-    }
+    """Every field of the state record, in its order, then ``pending``."""
+    record = {f.name: getattr(v, f.name) for f in fields(v)}
+    return {**record, "type": v.type.value, "choices": list(v.choices), "pending": v.pending}
 
 
 def _trigger_json(t: TriggerState) -> dict[str, Any]:
@@ -377,7 +382,9 @@ def _target_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="machine-readable output")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(training: bool = True) -> argparse.ArgumentParser:
+    """The ``livetune`` parser; without ``training``, no ``train``/``train-vision`` command
+    (their modules are not imported)."""
     common = argparse.ArgumentParser(add_help=False)
     _target_options(common, suppress=True)
 
@@ -452,17 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name", default="demo")
     p.set_defaults(func=cmd_demo)
 
-    from .train import add_parser as add_train  # argparse only: no torch/SB3 imported
+    if training:
+        from .train import add_parser as add_train  # argparse only: no torch/SB3 imported
 
-    add_train(sub)
-    from .vision.cli import add_parser as add_train_vision  # argparse only: no torch imported
+        add_train(sub)
+        from .vision.cli import add_parser as add_train_vision  # argparse only: no torch
 
-    add_train_vision(sub, common)
+        add_train_vision(sub, common)
     return parser
 
 
+def _needs_training_parser(argv: Sequence[str]) -> bool:
+    """False when ``argv`` names a command of :data:`RUN_COMMANDS` and neither a training
+    command nor help: then the parsers of ``train`` and ``train-vision`` cannot be reached
+    (and an error lists the same commands as always, as those are parsed in full)."""
+    words = set(argv)
+    return not words & set(RUN_COMMANDS) or bool(
+        words & {*TRAINING_COMMANDS, "-h", "--help"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(training=_needs_training_parser(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

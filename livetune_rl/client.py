@@ -25,10 +25,9 @@ from . import convert, discovery
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
 from .journal import ChangeEvent
-from .registry import RegistryState, VariableState
+from .options import CLIENT_METADATA, DEFAULT_ADDRESS
+from .state import RegistryState, VariableState
 from .values import LiveTuneError, Value
-
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 
 class ClientError(LiveTuneError):
@@ -99,7 +98,7 @@ class Client:
         who = f"{getpass.getuser()}@{socket.gethostname()}"
         if name:
             who = f"{name} {who}"
-        self._metadata: list[tuple[str, str]] = [("x-livetune-client", who)]
+        self._metadata: list[tuple[str, str]] = [(CLIENT_METADATA, who)]
         if token:
             self._metadata.append(("authorization", f"Bearer {token}"))
 

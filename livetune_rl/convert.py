@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from .journal import ChangeEvent
-from .registry import RegistryState, TriggerState, VariableState
+from .state import RegistryState, TriggerState, VariableState
 from .values import InvalidValueError, Value, VarType
 
 _VAR_TYPES = {

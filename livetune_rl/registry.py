@@ -23,20 +23,20 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from .feed import EventFeed, Lagged
 from .journal import ChangeEvent, Journal
 from .patterns import NameFilter
+from .state import RegistryState, TriggerState, VariableState
 from .values import (
     Check,
     DuplicateNameError,
@@ -61,22 +61,116 @@ class StepCell(Protocol):
     value: int
 
 
-class RegistryLink(Protocol):
-    """How a registry served from another process reaches that process.
+class Committer(Protocol):
+    """Where a registry's writes are committed: given a version, journaled, published.
 
-    Installed by ``serve(out_of_process=True)`` (see :mod:`livetune_rl.sidecar`). While a link
-    is installed the serving process is the authority for versions and the journal: the
-    registry forwards definitions and the training loop's records to it, and sends its own
-    sets and fires there to be committed.
+    A registry commits in its own process (:class:`LocalCommitter`, the default) until
+    :meth:`Registry.serve_remotely` hands its writes to another process
+    (``serve(out_of_process=True)``, see :mod:`livetune_rl.sidecar`): that process is then
+    the authority for versions and the journal, and this registry publishes what it answers.
     """
 
-    def define(self, item: LiveVariable | LiveTrigger) -> None: ...
+    #: True when the commits happen in another process (which keeps the journal)
+    remote: bool
 
-    def remove(self, name: str) -> None: ...
+    def commit_set(self, accepted: list[tuple[LiveVariable, Value]],
+                   expected: Mapping[str, int], source: str) -> list[ChangeEvent]:
+        """Commit validated values (compare-and-set against ``expected``); their events."""
+        ...
 
-    def record(self, event: ChangeEvent) -> None: ...
+    def commit_fire(self, trigger: LiveTrigger, source: str) -> ChangeEvent:
+        """Commit one fire of ``trigger``; its event."""
+        ...
 
-    def commit(self, request: tuple[Any, ...]) -> list[ChangeEvent]: ...
+    def record(self, event: ChangeEvent) -> None:
+        """Keep a record the training loop made (``applied``, ``event``), already published
+        here. Called under the registry's lock: must not block."""
+        ...
+
+    def define(self, item: LiveVariable | LiveTrigger) -> None:
+        """``item`` joined the registry (called under its lock: must not block)."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """``name`` left the registry (called under its lock: must not block)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What a registry held when it handed its writes over (:meth:`Registry.serve_remotely`).
+
+    The receiving side mirrors ``items`` and continues from ``version``; ``journal`` is the
+    journal the registry was writing (it writes it no more: the other side appends to it).
+    """
+
+    items: tuple[LiveVariable | LiveTrigger, ...]
+    version: int
+    journal: Journal | None
+
+
+class LocalCommitter:
+    """Commits in the registry's own process: its next versions, its journal, then publish.
+
+    The default :class:`Committer` of every :class:`Registry` (part of it: it holds the
+    registry's lock while it commits).
+    """
+
+    remote = False
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def commit_set(self, accepted: list[tuple[LiveVariable, Value]],
+                   expected: Mapping[str, int], source: str) -> list[ChangeEvent]:
+        reg = self.registry
+        with reg._lock:
+            for var, _ in accepted:
+                want = expected.get(var.name)
+                if want is not None and want != var.version:
+                    raise VersionConflictError(
+                        f"{var.name}: expected version {want}, but it is at version "
+                        f"{var.version}")
+            now = time.time()
+            events = [
+                ChangeEvent(reg.version + i, now, "set", var.name, var.value, value, source,
+                            reg.step)
+                for i, (var, value) in enumerate(accepted, 1)
+            ]
+            reg._write(events)
+            for (var, _), event in zip(accepted, events, strict=False):
+                _store_set(var, event)
+            reg._publish(events)
+        return events
+
+    def commit_fire(self, trigger: LiveTrigger, source: str) -> ChangeEvent:
+        reg = self.registry
+        with reg._lock:
+            name = trigger.name
+            if trigger.max_pending is not None and trigger.pending >= trigger.max_pending:
+                # joins the waiting fire(s): journaled, not counted; the action that
+                # answers them runs after this fire arrived
+                event = ChangeEvent(reg.version + 1, time.time(), "fire", name, None,
+                                    trigger.fires, source, reg.step, None, {"coalesced": True})
+                reg._write([event])
+                trigger.coalesced += 1
+                reg._publish([event])
+                return event
+            event = ChangeEvent(reg.version + 1, time.time(), "fire", name, None,
+                                trigger.fires + 1, source, reg.step)
+            reg._write([event])
+            _store_fire(trigger, event)
+            reg._publish([event])
+        return event
+
+    def record(self, event: ChangeEvent) -> None:
+        self.registry._write_from_training([event])
+
+    def define(self, item: LiveVariable | LiveTrigger) -> None:
+        pass  # nothing to tell: this registry is the authority
+
+    def remove(self, name: str) -> None:
+        pass
 
 
 class LiveVariable:
@@ -164,6 +258,15 @@ class LiveVariable:
         return self.registry.mark_applied(self.name, step=step, version=version,
                                           data=data or None)
 
+    def state(self) -> VariableState:
+        """An immutable copy of this variable (read it under the registry's lock to get a
+        consistent one; :meth:`Registry.state` does)."""
+        spec = self.spec
+        return VariableState(
+            name=self.name, type=spec.type, default=self.default, min=spec.min, max=spec.max,
+            choices=spec.choices, help=self.help, deferred=self.deferred,
+            **{field: getattr(self, field) for field in VariableState.PUBLISHED})
+
     def __repr__(self) -> str:
         return f"LiveVariable({self.name!r}, value={self.value!r}, version={self.version})"
 
@@ -225,59 +328,13 @@ class LiveTrigger:
         self.registry._record_handled(self, step)
         return True
 
+    def state(self) -> TriggerState:
+        """An immutable copy of this trigger's state."""
+        return TriggerState(name=self.name, help=self.help, max_pending=self.max_pending,
+                            **{field: getattr(self, field) for field in TriggerState.PUBLISHED})
+
     def __repr__(self) -> str:
         return f"LiveTrigger({self.name!r}, fires={self.fires}, pending={self.pending})"
-
-
-@dataclass(frozen=True)
-class VariableState:
-    """An immutable copy of a variable's published state (for listings and snapshots)."""
-
-    name: str
-    type: VarType
-    value: Value
-    default: Value
-    min: Value | None
-    max: Value | None
-    choices: tuple[Value, ...]
-    help: str
-    version: int
-    changed_at: float
-    source: str
-    step: int | None
-    deferred: bool
-    applied_version: int
-    applied_step: int | None
-
-    @property
-    def pending(self) -> bool:
-        return self.deferred and self.applied_version < self.version
-
-
-@dataclass(frozen=True)
-class TriggerState:
-    """An immutable copy of a trigger's state."""
-
-    name: str
-    help: str
-    fires: int
-    handled: int
-    version: int
-    last_fired: float | None
-    source: str
-
-
-@dataclass(frozen=True)
-class RegistryState:
-    """A consistent snapshot of a registry, taken under its writer lock."""
-
-    version: int
-    step: int | None
-    variables: tuple[VariableState, ...]
-    triggers: tuple[TriggerState, ...]
-
-    def values(self) -> dict[str, Value]:
-        return {v.name: v.value for v in self.variables}
 
 
 class WatcherLagged(LiveTuneError):
@@ -307,32 +364,26 @@ class Watcher:
     """Iterator over change events with a bounded buffer (see :meth:`Registry.watch`).
 
     If the consumer falls ``maxsize`` events behind, iteration raises :class:`WatcherLagged`
-    instead of silently skipping events.
+    (once the events kept for it are read) instead of silently skipping events.
     """
 
     def __init__(self, registry: Registry, maxsize: int) -> None:
-        self._queue: queue.Queue[ChangeEvent | None] = queue.Queue(maxsize)
-        self.lagged = False
+        self._feed: EventFeed[ChangeEvent] = EventFeed(maxsize)
         self._closed = False
-        self._sub = registry.subscribe(self._push, snapshot=True)
+        self._sub = registry.subscribe(self._feed.push, snapshot=True)
         self.snapshot = self._sub.snapshot
 
-    def _push(self, event: ChangeEvent) -> None:
-        if self.lagged:
-            return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.lagged = True
+    @property
+    def lagged(self) -> bool:
+        """True once events were dropped for this watcher."""
+        return self._feed.dropped > 0
 
     def get(self, timeout: float | None = None) -> ChangeEvent | None:
         """Next event, or None after ``timeout`` seconds or once closed."""
-        if self.lagged and self._queue.empty():
+        item = self._feed.get(timeout)
+        if isinstance(item, Lagged):
             raise WatcherLagged("watcher fell behind; events were dropped: watch again")
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return item
 
     def __iter__(self) -> Iterator[ChangeEvent]:
         while not self._closed:
@@ -344,8 +395,7 @@ class Watcher:
     def close(self) -> None:
         self._closed = True
         self._sub.close()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        self._feed.close()
 
     def __enter__(self) -> Watcher:
         return self
@@ -378,7 +428,7 @@ class Registry:
         self.version = 0
         self._step: int | None = None
         self._step_cell: StepCell | None = None
-        self._link: RegistryLink | None = None
+        self._committer: Committer = LocalCommitter(self)
         self.journal: Journal | None = None
         self._journal_failed = False
         if journal is not None:
@@ -408,16 +458,14 @@ class Registry:
                 self._vars[item.name] = item
             else:
                 self._triggers[item.name] = item
-            if self._link is not None:
-                self._link.define(item)
+            self._committer.define(item)
 
     def remove(self, name: str) -> None:
         """Forget a variable or trigger (its journal records stay)."""
         with self._lock:
             if self._vars.pop(name, None) is None and self._triggers.pop(name, None) is None:
                 raise UnknownNameError(name, self.names())
-            if self._link is not None:
-                self._link.remove(name)
+            self._committer.remove(name)
 
     def names(self) -> list[str]:
         return sorted([*self._vars, *self._triggers])
@@ -476,40 +524,11 @@ class Registry:
                 var = self.variable(name)
                 if any(var is seen for seen, _ in accepted):
                     raise InvalidValueError(f"{name}: set twice in one request")
-                value = var.spec.accept(name, raw)
-                want = (expected or {}).get(name)
-                if want is not None and want != var.version and self._link is None:
-                    raise VersionConflictError(
-                        f"{name}: expected version {want}, but it is at version {var.version}"
-                    )
-                accepted.append((var, value))
-            link = self._link
-            if link is None:
-                return self._commit_set(accepted, source)
-        # Served from another process: it commits (journal, version) and this registry
-        # publishes its answer; no lock held while waiting, the link's receiver needs it.
-        return self._apply_remote(link.commit(
-            ("set", [(var.name, value) for var, value in accepted], dict(expected or {}),
-             source)))
-
-    def _commit_set(self, accepted: list[tuple[LiveVariable, Value]],
-                    source: str) -> list[ChangeEvent]:
-        with self._lock:
-            now = time.time()
-            events = [
-                ChangeEvent(self.version + i, now, "set", var.name, var.value, value, source,
-                            self.step)
-                for i, (var, value) in enumerate(accepted, 1)
-            ]
-            self._write(events)
-            for (var, _), event in zip(accepted, events, strict=False):
-                var.value = event.new  # the publish: one attribute store per variable
-                var.version = event.v
-                var.changed_at = now
-                var.source = source
-                var.step = event.step
-            self._publish(events)
-        return events
+                accepted.append((var, var.spec.accept(name, raw)))
+            committer = self._committer
+        # committed outside the lock: a remote committer waits for the other process, whose
+        # answers this registry publishes under it (the local one takes it again)
+        return committer.commit_set(accepted, expected or {}, source)
 
     def fire(self, name: str, *, source: str = "local") -> ChangeEvent:
         """Fire a trigger: journaled, then counted, so the training loop sees it once; or,
@@ -518,32 +537,8 @@ class Registry:
         with self._lock:
             self._check_writable()
             trig = self.trigger(name)
-            link = self._link
-            if link is None:
-                return self._commit_fire(trig, source)
-        return self._apply_remote(link.commit(("fire", name, source)))[0]
-
-    def _commit_fire(self, trig: LiveTrigger, source: str) -> ChangeEvent:
-        with self._lock:
-            name = trig.name
-            if trig.max_pending is not None and trig.pending >= trig.max_pending:
-                # joins the waiting fire(s): journaled, not counted; the action that
-                # answers them runs after this fire arrived
-                event = ChangeEvent(self.version + 1, time.time(), "fire", name, None,
-                                    trig.fires, source, self.step, None, {"coalesced": True})
-                self._write([event])
-                trig.coalesced += 1
-                self._publish([event])
-                return event
-            event = ChangeEvent(self.version + 1, time.time(), "fire", name, None,
-                                trig.fires + 1, source, self.step)
-            self._write([event])
-            trig.fires += 1
-            trig.version = event.v
-            trig.last_fired = event.t
-            trig.source = source
-            self._publish([event])
-        return event
+            committer = self._committer
+        return committer.commit_fire(trig, source)
 
     def mark_applied(
         self,
@@ -611,22 +606,67 @@ class Registry:
             )
 
     def _record(self, event: ChangeEvent) -> None:
-        """Journal a record of the training loop, or hand it to the serving process (which
-        gives it its own version there) when served from another process."""
-        link = self._link
-        if link is not None:
-            link.record(event)
-        else:
-            self._write_from_training([event])
+        """Keep a record of the training loop: journaled here, or handed to the serving
+        process (which gives it its own version there) when served from another process."""
+        self._committer.record(event)
 
-    def _apply_remote(self, events: list[ChangeEvent]) -> list[ChangeEvent]:
+    # ----------------------------------------------------------------- served elsewhere
+    @property
+    def remote(self) -> bool:
+        """True while another process commits this registry's writes (and journals them)."""
+        return self._committer.remote
+
+    def serve_remotely(self, committer: Committer, *, step_cell: StepCell | None = None,
+                       announce: Callable[[Handover], None] | None = None) -> Handover:
+        """Hand this registry's writes to ``committer`` (another process commits them).
+
+        From now on sets and fires go to ``committer``, which answers with the committed
+        events (this registry publishes them), records of the training loop are handed to
+        it, and the journal is no longer written here. ``announce`` is called with what the
+        registry holds before any of that reaches ``committer``, atomically with the switch:
+        no definition made meanwhile is missed or sent twice. ``step_cell`` also gets every
+        ``registry.step`` (the other process stamps sets with it).
+
+        :param committer: the other process's end of the link.
+        :param step_cell: shared memory the training step is also written to.
+        :param announce: told the :class:`Handover` first (the link sends it on).
+        :raises LiveTuneError: when the registry is already served from another process.
+        """
+        with self._lock:
+            if self._committer.remote:
+                raise LiveTuneError("this registry is already served from another process")
+            handover = Handover((*self.variables(), *self.triggers()), self.version,
+                                self.journal)
+            if announce is not None:
+                announce(handover)
+            self.journal = None  # the other process appends to it from now on
+            self._committer = committer
+            self._step_cell = step_cell
+            if step_cell is not None:
+                step_cell.value = -1 if self._step is None else self._step
+        return handover
+
+    def commit_locally(self, committer: Committer, *, journal: Journal | None = None) -> None:
+        """Take the writes back from ``committer`` (no-op if it no longer has them):
+        versions are this registry's again, and so is ``journal`` when given (the one
+        :meth:`serve_remotely` handed over, if the other process never took it up)."""
+        with self._lock:
+            if self._committer is committer:
+                self._committer = LocalCommitter(self)
+                self._step_cell = None
+            if journal is not None and self.journal is None and not self._committer.remote:
+                self.journal = journal
+
+    def apply_committed(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
         """Publish sets and fires committed by the serving process (out-of-process serving).
 
         Each variable keeps the version the serving process gave it, so ``applied`` records
         name the right set; an event older than what a variable holds is skipped (a newer
         one overtook it). ``registry.version`` always moves forward, so a training loop
         comparing it sees the change. Local subscribers get the events published here.
+        Returns ``events``.
         """
+        events = list(events)
         with self._lock:
             published: list[ChangeEvent] = []
             for event in events:
@@ -634,20 +674,13 @@ class Registry:
                     var = self._vars.get(event.name)
                     if var is None or event.v <= var.version:
                         continue
-                    var.value = event.new
-                    var.version = event.v
-                    var.changed_at = event.t
-                    var.source = event.source
-                    var.step = event.step
+                    _store_set(var, event)
                 elif event.kind == "fire":
                     trig = self._triggers.get(event.name)
                     if trig is None or not isinstance(event.new, int) \
                             or event.new <= trig.fires:
                         continue
-                    trig.fires = event.new
-                    trig.version = event.v
-                    trig.last_fired = event.t
-                    trig.source = event.source
+                    _store_fire(trig, event)
                 else:
                     continue
                 published.append(event)
@@ -655,6 +688,57 @@ class Registry:
                 self.version = max(self.version + 1, max(e.v for e in published))
                 self._notify(published)
         return events
+
+    def define_from(self, state: VariableState | TriggerState, *,
+                    check: Check | None = None) -> LiveVariable | LiveTrigger:
+        """Create the variable or trigger ``state`` describes, with its published state
+        (replacing one of that name): how a serving process mirrors the training process.
+
+        :param state: the record to restore (from :meth:`LiveVariable.state` or
+            :meth:`LiveTrigger.state`).
+        :param check: the variable's custom check (a record cannot carry one).
+
+        Example::
+
+            >>> reg = Registry(); lr = LiveVariable("lr", 0.1, registry=reg)
+            >>> _ = reg.set({"lr": 0.2})
+            >>> mirror = Registry().define_from(lr.state())
+            >>> mirror.value, mirror.version
+            (0.2, 1)
+        """
+        with self._lock:
+            if state.name in self:
+                self.remove(state.name)
+            item: LiveVariable | LiveTrigger
+            if isinstance(state, VariableState):
+                item = LiveVariable(state.name, state.default, min=state.min, max=state.max,
+                                    choices=state.choices or None, help=state.help,
+                                    check=check, deferred=state.deferred, registry=self)
+                fields = VariableState.PUBLISHED
+            else:
+                item = LiveTrigger(state.name, state.help, max_pending=state.max_pending,
+                                   registry=self)
+                fields = TriggerState.PUBLISHED
+            for field in fields:
+                setattr(item, field, getattr(state, field))
+        return item
+
+    def adopt_record(self, event: ChangeEvent) -> ChangeEvent:
+        """Journal and stream, under this registry's next version, a record the training
+        loop made in another process (``applied``, ``event``); the record as kept here."""
+        with self._lock:
+            if event.kind == "applied":
+                var = self._vars.get(event.name)
+                if var is not None and event.applies is not None:
+                    var.applied_version = max(var.applied_version, event.applies)
+                    var.applied_step = event.step
+                trig = self._triggers.get(event.name)
+                if trig is not None and isinstance(event.new, int):
+                    trig.handled = max(trig.handled, event.new)
+            record = replace(event, v=self.version + 1)
+            self._write_from_training([record])
+            self._publish([record])
+        return record
 
     def _write(self, events: list[ChangeEvent]) -> None:
         if self.journal is not None:
@@ -697,7 +781,7 @@ class Registry:
         """Start journaling to ``journal`` (a path or :class:`Journal`) with a ``start`` record
         holding the values in effect, so the journal alone tells the whole history."""
         with self._lock:
-            if self._link is not None:
+            if self._committer.remote:
                 raise LiveTuneError("this registry is served from another process, which "
                                     "keeps the journal")
             if not isinstance(journal, Journal):
@@ -723,17 +807,8 @@ class Registry:
         wanted = patterns if isinstance(patterns, NameFilter) else NameFilter(patterns)
 
         with self._lock:
-            variables = tuple(
-                VariableState(v.name, v.type, v.value, v.default, v.spec.min, v.spec.max,
-                              v.spec.choices, v.help, v.version, v.changed_at, v.source, v.step,
-                              v.deferred, v.applied_version, v.applied_step)
-                for v in self.variables() if wanted(v.name)
-            )
-            triggers = tuple(
-                TriggerState(t.name, t.help, t.fires, t.handled, t.version, t.last_fired,
-                             t.source)
-                for t in self.triggers() if wanted(t.name)
-            )
+            variables = tuple(v.state() for v in self.variables() if wanted(v.name))
+            triggers = tuple(t.state() for t in self.triggers() if wanted(t.name))
             return RegistryState(self.version, self.step, variables, triggers)
 
     def values(self) -> dict[str, Value]:
@@ -771,6 +846,24 @@ class Registry:
             2
         """
         return Watcher(self, maxsize)
+
+
+def _store_set(var: LiveVariable, event: ChangeEvent) -> None:
+    """Publish a committed set on its variable: one attribute store per published field,
+    the value first (callers hold the registry's lock and store its version after)."""
+    var.value = event.new
+    var.version = event.v
+    var.changed_at = event.t
+    var.source = event.source
+    var.step = event.step
+
+
+def _store_fire(trig: LiveTrigger, event: ChangeEvent) -> None:
+    """Count a committed fire on its trigger (``event.new`` is its fire number)."""
+    trig.fires = event.new  # type: ignore[assignment]
+    trig.version = event.v
+    trig.last_fired = event.t
+    trig.source = event.source
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

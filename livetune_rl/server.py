@@ -22,11 +22,8 @@ import atexit
 import contextlib
 import hmac
 import inspect
-import ipaddress
 import logging
-import math
 import os
-import re
 import resource
 import socket
 import stat
@@ -35,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,9 +41,23 @@ from grpc_reflection.v1alpha import reflection
 from . import convert, discovery
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
+from .feed import EventFeed, Lagged
 from .journal import ChangeEvent, read_journal_tail
+from .options import (
+    CLIENT_METADATA,
+    DEFAULT_ADDRESS,
+    MAX_CALLS_PER_SECOND,
+    ServeError,
+    ServeOptions,
+    Serving,
+    TrainingUnavailableError,
+    check_serve_args,
+    is_loopback,
+    journal_error,
+)
 from .patterns import NameFilter
 from .registry import Registry, default_registry
+from .sidecar import ProcessServer
 from .values import (
     InvalidNameError,
     InvalidValueError,
@@ -55,19 +66,17 @@ from .values import (
     VersionConflictError,
 )
 
-if TYPE_CHECKING:
-    from .sidecar import ProcessServer
+__all__ = [  # the serving API; options and errors are defined in livetune_rl.options
+    "CLIENT_METADATA", "DEFAULT_ADDRESS", "MAX_CALLS_PER_SECOND", "AccessInterceptor",
+    "LiveTuneServicer", "ProcessServer", "ServeError", "ServeOptions", "Server", "Serving",
+    "TokenBucket", "TrainingUnavailableError", "check_serve_args", "is_loopback", "serve",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LiveTune"].full_name
 MAX_REQUEST_BYTES = 1 << 20
 HISTORY_PAGE = 10_000
-# unary calls/s of all clients together: a human, a tuner or a polling dashboard needs far
-# less; a storm paced to it costs ~a quarter of a core (clients, server and watcher together)
-MAX_CALLS_PER_SECOND = 100.0
-CLIENT_METADATA = "x-livetune-client"
 # connections: idle ones cost a file descriptor each; a cap keeps the server below its limit
 EXTRA_CONNECTIONS = 256  # allowed beyond max_watchers (each watcher may hold one)
 HANDSHAKE_TIMEOUT_MS = 5_000  # a connection that has not finished its handshake is closed
@@ -75,15 +84,6 @@ MAX_CONNECTION_IDLE_MS = 60_000  # a connection without a call for this long is 
 STALL_GRACE = 1.0  # s a pending watch write gets once its buffer has overflowed
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler | None"]]
 Precheck = Callable[[list[tuple[str, object]]], Awaitable[None]]
-_RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-
-
-class ServeError(LiveTuneError):
-    """The server could not start (address in use, unsafe bind without a token, bad TLS)."""
-
-
-class TrainingUnavailableError(LiveTuneError):
-    """The training process did not answer in time (out-of-process serving); nothing changed."""
 
 
 def _status_of(exc: Exception) -> grpc.StatusCode:
@@ -115,9 +115,6 @@ def _source(context: grpc.aio.ServicerContext, authenticated: bool) -> str:
     return f"{peer} ({'; '.join(notes)})" if notes else peer
 
 
-_CLOSE = object()  # queued to a watch stream: the server is stopping
-
-
 class LiveTuneServicer(pb_grpc.LiveTuneServicer):
     """The ``livetune.v1.LiveTune`` service over one registry."""
 
@@ -133,15 +130,17 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
         self.write_timeout = write_timeout
         self.max_lags = 3
         self.watchers = 0
-        self._queues: set[asyncio.Queue[Any]] = set()  # one per open watch stream
+        # one per open watch stream: its feed, and the event that wakes it
+        self._streams: set[tuple[EventFeed[ChangeEvent], asyncio.Event]] = set()
         self.closing = False
 
     def close(self) -> None:
         """End every watch stream with status OK: the server is stopping on purpose, so a
         watcher can tell a run that ended from a server that crashed. Call on the loop."""
         self.closing = True
-        for queue in self._queues:
-            queue.put_nowait(_CLOSE)
+        for feed, ready in self._streams:
+            feed.close()  # what it holds is still sent, then the stream ends
+            ready.set()
 
     def _run_info(self, version: int, step: int | None) -> pb.RunInfo:
         info = pb.RunInfo()
@@ -304,37 +303,24 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                      overflow: asyncio.Event | None = None
                      ) -> AsyncGenerator[pb.WatchResponse, None]:
         loop = asyncio.get_running_loop()
-        lagged = object()
         overflow = overflow if overflow is not None else asyncio.Event()
 
         def wanted(name: str) -> bool:
             return not name or match(name)
 
-        while True:  # one pass per snapshot; a watcher that lags resyncs from a new one
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            lock = threading.Lock()
-            buffered = [0, 0]  # events waiting, events dropped
-            overflow.clear()
-
-            def push(event: ChangeEvent, queue: asyncio.Queue[Any] = queue,
-                     lock: threading.Lock = lock, buffered: list[int] = buffered) -> None:
-                with lock:
-                    if buffered[1]:
-                        buffered[1] += 1
-                        return
-                    if buffered[0] >= self.watch_buffer:
-                        buffered[1] = 1
-                        item: Any = lagged
-                        with contextlib.suppress(RuntimeError):  # loop closed: stopping
-                            loop.call_soon_threadsafe(overflow.set)
-                    else:
-                        buffered[0] += 1
-                        item = event
+        def later(callback: Callable[[], object]) -> Callable[[], None]:
+            def call() -> None:  # on the registry's writer thread
                 with contextlib.suppress(RuntimeError):  # loop closed: server stopping
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    loop.call_soon_threadsafe(callback)
+            return call
 
-            subscription = self.registry.subscribe(push, snapshot=True)
-            self._queues.add(queue)
+        while True:  # one pass per snapshot; a watcher that lags resyncs from a new one
+            ready = asyncio.Event()  # set when an event arrives in the empty feed
+            overflow.clear()
+            feed: EventFeed[ChangeEvent] = EventFeed(
+                self.watch_buffer, on_ready=later(ready.set), on_overflow=later(overflow.set))
+            subscription = self.registry.subscribe(feed.push, snapshot=True)
+            self._streams.add((feed, ready))
             try:
                 if self.closing:
                     return
@@ -348,25 +334,27 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
                               if wanted(t.name)],
                 ))
                 while True:
-                    item = await queue.get()
-                    if item is _CLOSE:
-                        return  # the server is stopping: the stream ends with OK
-                    if item is lagged:
-                        with lock:
-                            dropped = buffered[1] + buffered[0]
+                    item = feed.take()
+                    if item is None:
+                        if self.closing:
+                            return  # the server is stopping: the stream ends with OK
+                        ready.clear()
+                        item = feed.take()  # one may have arrived before the clear
+                        if item is None:
+                            await ready.wait()
+                            continue
+                    if isinstance(item, Lagged):
                         yield pb.WatchResponse(lagged=pb.Lagged(
-                            dropped=dropped,
+                            dropped=item.dropped,
                             message=f"watcher fell {self.watch_buffer} events behind; "
                                     "events were dropped, a fresh snapshot follows",
                         ))
                         break
-                    with lock:
-                        buffered[0] -= 1
                     if wanted(item.name):
                         yield pb.WatchResponse(change=convert.event_to_proto(item))
             finally:
                 subscription.close()
-                self._queues.discard(queue)
+                self._streams.discard((feed, ready))
 
 
 def _deny(handler: grpc.RpcMethodHandler | None, message: str,
@@ -546,26 +534,6 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         return _strict(handler)
 
 
-def is_loopback(address: str) -> bool:
-    """True for ``unix:`` paths and hosts on the loopback interface only.
-
-    An abstract unix socket (``unix-abstract:NAME``) is not: it has no file permissions, so
-    any local user can connect to it, or bind the name first. It is served only with a token
-    (or ``insecure=True``).
-    """
-    if address.startswith("unix-abstract:"):
-        return False
-    if address.startswith("unix:"):
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _port_taken(address: str) -> bool:
     """Cheap probe so a port in use is refused (or, for the default port, replaced) without
     gRPC logging a bind error first. ``SO_REUSEADDR`` as gRPC sets it: a port left in
@@ -635,34 +603,171 @@ def _raise_fd_limit(wanted: int) -> None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def _default_journal_path(run: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return discovery.journals_dir() / f"{run}-{stamp}-{os.getpid()}.jsonl"
+class Server(Serving):
+    """A livetune gRPC server in a daemon thread of this process: ``serve(...)``, or this class.
 
-
-class Server:
-    """A running livetune gRPC server. Create it with :func:`serve`.
+    The constructor starts it and returns once it serves (:class:`ServeError` if it cannot):
+    it attaches the journal (unless the registry already journals or ``options.journal`` is
+    False), binds, and writes the discovery record. It is also what the serving child of
+    ``serve(out_of_process=True)`` runs, over its replica registry.
 
     Attributes:
         address: the address clients use (the real port when a free one was picked).
         run: the run name. registry: the served registry. journal_path: its journal.
+
+    :param registry: the registry to serve.
+    :param options: what to serve (:class:`~livetune_rl.options.ServeOptions`).
+    :param pid: the process clients are told about and that discovery checks for liveness
+        (default: this one; the serving child names the training process).
+    :param precheck: awaited before each set (the serving child forwards custom checks to
+        the training process with it).
+
+    Example::
+
+        >>> server = Server(Registry(), ServeOptions("127.0.0.1:0", journal=False,
+        ...                 discoverable=False, quiet=True))   # doctest: +SKIP
     """
 
-    def __init__(self, registry: Registry, run: str) -> None:
+    def __init__(self, registry: Registry, options: ServeOptions, *, pid: int | None = None,
+                 precheck: Precheck | None = None) -> None:
+        super().__init__()
+        if registry.remote:
+            raise ServeError("this registry is already served from another process")
+        self.options = options
         self.registry = registry
-        self.run = run
         self.address = ""
-        self.journal_path: Path | None = None
         self.record_path: Path | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name=f"livetune-server-{run}", daemon=True)
+        self.start_line = ""
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
-        self.servicer: LiveTuneServicer | None = None
         self._previous_switch_interval: float | None = None
-        self._stopped = threading.Event()
-        self.start_line = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name=f"livetune-server-{options.run}", daemon=True)
+        pid = os.getpid() if pid is None else pid
+        path = options.journal_path
+        if registry.journal is None and path is not None:
+            try:
+                registry.attach_journal(path, data={"run": options.run})
+            except OSError as exc:
+                raise journal_error(path, exc) from None
+        self.journal_path = registry.journal.path if registry.journal is not None else None
+        credentials = None
+        if options.tls_cert and options.tls_key:
+            try:
+                credentials = grpc.ssl_server_credentials(
+                    [(options.tls_key.read_bytes(), options.tls_cert.read_bytes())])
+            except OSError as exc:
+                raise ServeError(f"cannot read TLS files: {exc}") from None
+        started = time.time()
+        run_info = pb.RunInfo(run=options.run, pid=pid, started=convert.timestamp(started),
+                              journal=str(self.journal_path or ""))
+        self.servicer = LiveTuneServicer(registry, run_info, max_watchers=options.max_watchers,
+                                         write_timeout=options.watcher_timeout,
+                                         precheck=precheck, token_required=bool(options.token))
+        if options.gil_switch_interval is not None:
+            self._previous_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(options.gil_switch_interval)
+        self._thread.start()
+        notes: list[str] = []
+        try:
+            self.address = self._call(self._start(credentials, notes))
+        except BaseException:
+            self.stop(grace=0)
+            raise
+        run_info.address = self.address
+        if options.discoverable:
+            try:
+                self.record_path = discovery.write_record(discovery.RunRecord(
+                    run=options.run, address=self.address, pid=pid, started=started,
+                    journal=str(self.journal_path or ""), token_required=bool(options.token),
+                    tls=credentials is not None,
+                    pid_start_ticks=discovery.process_start_ticks(pid),
+                ))
+            except OSError as exc:
+                log.warning("livetune: cannot write the discovery record (%s); `livetune runs` "
+                            "will not list this run, use --addr %s", exc, self.address)
+        atexit.register(self.stop)
+        self.start_line = (
+            f"livetune: {''.join(notes)}run {options.run!r} serving on {self.address} (pid "
+            f"{pid}{', token required' if options.token else ''}"
+            f"{', TLS' if credentials else ''})")
+        log.info(self.start_line)
+        if not options.quiet:
+            print(self.start_line, file=sys.stderr, flush=True)
+
+    async def _start(self, credentials: grpc.ServerCredentials | None,
+                     notes: list[str]) -> str:
+        """Build, bind and start the gRPC server on the loop; the address it serves on."""
+        options = self.options
+        address = options.bind_address
+        max_watchers = options.max_watchers
+        max_connections = max_watchers + EXTRA_CONNECTIONS
+        _raise_fd_limit(max_connections + 256)
+        grpc_server = grpc.aio.server(
+            interceptors=[AccessInterceptor(options.token, options.max_calls_per_second)],
+            maximum_concurrent_rpcs=max_watchers + 1024,
+            options=[
+                ("grpc.so_reuseport", 0),  # never share a port with another run
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_concurrent_streams", max_watchers + 64),
+                # each connection holds a file descriptor: cap them, close idle ones
+                ("grpc.max_allowed_incoming_connections", max_connections),
+                ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+                ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+            ],
+        )
+        pb_grpc.add_LiveTuneServicer_to_server(self.servicer, grpc_server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            grpc_server,
+        )
+
+        def bind(target: str) -> int:
+            try:
+                if credentials is not None:
+                    return grpc_server.add_secure_port(target, credentials)
+                return grpc_server.add_insecure_port(target)
+            except RuntimeError:
+                return 0
+
+        port = 0
+        if address.startswith(("unix:", "unix-abstract:")):
+            bound = _unix_target(address)
+            _check_unix_free(bound)
+            if bind(address) == 0:
+                raise ServeError(
+                    f"cannot bind {address}: "
+                    + ("the name is in use (another process holds it)"
+                       if bound.startswith("unix-abstract:") else
+                       "its directory does not exist or is not writable")
+                    + "; pick another address")
+        else:
+            bound = address
+            port = 0 if _port_taken(address) else bind(address)
+            if port == 0 and options.address is None:
+                bound = address.rsplit(":", 1)[0] + ":0"
+                port = bind(bound)
+                notes.append(f"port {address.rsplit(':', 1)[1]} is in use, picked a free one; ")
+            if port == 0:
+                raise ServeError(f"cannot bind {address}: address in use or not available "
+                                 "(is another run using it? omit the address to pick a free "
+                                 "port)")
+        await grpc_server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self._server = grpc_server
+        self._health = health_servicer
+        if bound.startswith("unix:"):
+            with contextlib.suppress(OSError):
+                os.chmod(bound[len("unix:"):], 0o600)
+        if port == 0:  # a unix socket: the path (absolute) or abstract name bound
+            return bound
+        return f"{bound.rsplit(':', 1)[0]}:{port}"
 
     def _call(self, coro: Awaitable[Any], timeout: float | None = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
@@ -676,12 +781,11 @@ class Server:
             discovery.remove_record(self.record_path)
         if self._server is not None and self._loop.is_running():
             async def shutdown() -> None:
-                if self.servicer is not None:
-                    self.servicer.close()  # watch streams end with OK: the run ended
-                    loop = asyncio.get_running_loop()
-                    deadline = loop.time() + 1.0
-                    while self.servicer.watchers and loop.time() < deadline:
-                        await asyncio.sleep(0.01)  # let their OK status go out first
+                self.servicer.close()  # watch streams end with OK: the run ended
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 1.0
+                while self.servicer.watchers and loop.time() < deadline:
+                    await asyncio.sleep(0.01)  # let their OK status go out first
                 if self._health is not None:
                     await self._health.enter_graceful_shutdown()
                 assert self._server is not None
@@ -706,20 +810,7 @@ class Server:
     @property
     def watchers(self) -> int:
         """Watch streams open now."""
-        return self.servicer.watchers if self.servicer is not None else 0
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until stopped (or ``timeout``); True if stopped."""
-        return self._stopped.wait(timeout)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"Server(run={self.run!r}, address={self.address!r})"
+        return self.servicer.watchers
 
 
 def serve(
@@ -741,6 +832,10 @@ def serve(
     out_of_process: bool = False,
 ) -> Server | ProcessServer:
     """Serve ``registry`` (default: the process-wide one) on one gRPC address.
+
+    The keywords are checked once, into a :class:`~livetune_rl.options.ServeOptions`, before
+    anything starts; then a :class:`Server` (in a thread of this process) or a
+    :class:`~livetune_rl.sidecar.ProcessServer` (``out_of_process=True``) is built from it.
 
     Args:
         address: ``host:port`` or ``unix:/path``. Default ``127.0.0.1:50051``; when that port
@@ -775,218 +870,16 @@ def serve(
 
     Returns:
         A started :class:`Server` (a :class:`~livetune_rl.sidecar.ProcessServer` with
-        ``out_of_process=True``); ``server.stop()`` or ``with serve(...):`` stops it.
+        ``out_of_process=True``), both a :class:`~livetune_rl.options.Serving`;
+        ``server.stop()`` or ``with serve(...):`` stops it.
     """
+    options = ServeOptions(
+        address, run=run, token=token, tls_cert=Path(tls_cert) if tls_cert else None,
+        tls_key=Path(tls_key) if tls_key else None, insecure=insecure, journal=journal,
+        discoverable=discoverable, max_watchers=max_watchers,
+        max_calls_per_second=max_calls_per_second, watcher_timeout=watcher_timeout,
+        gil_switch_interval=gil_switch_interval, quiet=quiet, out_of_process=out_of_process)
     registry = registry if registry is not None else default_registry()
-    if out_of_process:
-        from .sidecar import serve_process
-
-        return serve_process(
-            address, run=run, token=token, registry=registry, tls_cert=tls_cert,
-            tls_key=tls_key, insecure=insecure, journal=journal, discoverable=discoverable,
-            max_watchers=max_watchers, max_calls_per_second=max_calls_per_second,
-            watcher_timeout=watcher_timeout, quiet=quiet)
-    return serve_here(
-        address, run=run, token=token, registry=registry, tls_cert=tls_cert, tls_key=tls_key,
-        insecure=insecure, journal=journal, discoverable=discoverable,
-        max_watchers=max_watchers, max_calls_per_second=max_calls_per_second,
-        watcher_timeout=watcher_timeout, gil_switch_interval=gil_switch_interval, quiet=quiet)
-
-
-def check_serve_args(address: str | None, run: str | None, token: str | None,
-                     tls_cert: str | os.PathLike[str] | None,
-                     tls_key: str | os.PathLike[str] | None,
-                     insecure: bool,
-                     max_calls_per_second: float | None = None) -> tuple[str, str | None]:
-    """The run name and token :func:`serve` will use; :class:`ServeError` for an unsafe or
-    invalid request (checked in the training process before anything starts).
-
-    Example::
-
-        >>> check_serve_args("127.0.0.1:0", "demo", "t0ken", None, None, False)
-        ('demo', 't0ken')
-    """
-    if run is None:
-        run = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(sys.argv[0] or "").stem).lstrip("_.-")
-        run = run[:64] or "livetune"
-    if not _RUN_NAME.fullmatch(run):
-        raise ServeError(f"invalid run name {run!r}")
-    token = token if token is not None else os.environ.get("LIVETUNE_TOKEN") or None
-    if not is_loopback(address or DEFAULT_ADDRESS) and not token and not insecure:
-        raise ServeError(
-            f"refusing to serve on non-loopback address {address} without a token: anyone who "
-            "can reach it could change this run. Pass token=... (or --token-file, or set "
-            "LIVETUNE_TOKEN), or insecure=True if the network is trusted."
-        )
-    if bool(tls_cert) != bool(tls_key):
-        raise ServeError("TLS needs both tls_cert and tls_key")
-    if max_calls_per_second is not None and not (math.isfinite(max_calls_per_second)
-                                                 and max_calls_per_second > 0):
-        raise ServeError(f"max_calls_per_second must be a positive number (None: no pacing), "
-                         f"got {max_calls_per_second!r}")
-    return run, token
-
-
-def serve_here(
-    address: str | None = None,
-    *,
-    run: str | None = None,
-    token: str | None = None,
-    registry: Registry | None = None,
-    tls_cert: str | os.PathLike[str] | None = None,
-    tls_key: str | os.PathLike[str] | None = None,
-    insecure: bool = False,
-    journal: str | os.PathLike[str] | bool | None = None,
-    discoverable: bool = True,
-    max_watchers: int = 256,
-    max_calls_per_second: float | None = MAX_CALLS_PER_SECOND,
-    watcher_timeout: float = 30.0,
-    gil_switch_interval: float | None = None,
-    quiet: bool = False,
-    pid: int | None = None,
-    precheck: Precheck | None = None,
-) -> Server:
-    """:func:`serve` in this process (the in-process mode; also what the serving child of
-    ``out_of_process=True`` runs). ``pid`` is the process clients are told about and that
-    discovery checks for liveness (default: this one); ``precheck`` is awaited before each
-    set (the child forwards custom checks to the training process with it).
-
-    Example::
-
-        >>> server = serve_here("127.0.0.1:0", registry=Registry(), journal=False,
-        ...                     discoverable=False, quiet=True)   # doctest: +SKIP
-    """
-    registry = registry if registry is not None else default_registry()
-    run, token = check_serve_args(address, run, token, tls_cert, tls_key, insecure,
-                                  max_calls_per_second)
-    if registry._link is not None:
-        raise ServeError("this registry is already served from another process")
-    explicit = address is not None
-    address = address or DEFAULT_ADDRESS
-    pid = os.getpid() if pid is None else pid
-
-    if registry.journal is None and journal is not False:
-        path = (_default_journal_path(run) if journal is None or journal is True
-                else Path(journal))
-        try:
-            registry.attach_journal(path, data={"run": run})
-        except OSError as exc:
-            raise ServeError(f"cannot write the journal {path}: {exc.strerror or exc}; pass "
-                             "journal=<writable path> (--runs-root for livetune train) or "
-                             "journal=False to run without one") from None
-    server = Server(registry, run)
-    server.journal_path = registry.journal.path if registry.journal is not None else None
-
-    started = time.time()
-    run_info = pb.RunInfo(run=run, pid=pid, started=convert.timestamp(started),
-                          journal=str(server.journal_path or ""))
-    servicer = LiveTuneServicer(registry, run_info, max_watchers=max_watchers,
-                                write_timeout=watcher_timeout, precheck=precheck,
-                                token_required=bool(token))
-    server.servicer = servicer
-    credentials = None
-    if tls_cert and tls_key:
-        try:
-            credentials = grpc.ssl_server_credentials(
-                [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())])
-        except OSError as exc:
-            raise ServeError(f"cannot read TLS files: {exc}") from None
-
-    notes: list[str] = []
-
-    async def start() -> str:
-        max_connections = max_watchers + EXTRA_CONNECTIONS
-        _raise_fd_limit(max_connections + 256)
-        grpc_server = grpc.aio.server(
-            interceptors=[AccessInterceptor(token, max_calls_per_second)],
-            maximum_concurrent_rpcs=max_watchers + 1024,
-            options=[
-                ("grpc.so_reuseport", 0),  # never share a port with another run
-                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-                ("grpc.max_send_message_length", 64 << 20),
-                ("grpc.max_concurrent_streams", max_watchers + 64),
-                # each connection holds a file descriptor: cap them, close idle ones
-                ("grpc.max_allowed_incoming_connections", max_connections),
-                ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
-                ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
-            ],
-        )
-        pb_grpc.add_LiveTuneServicer_to_server(servicer, grpc_server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
-            grpc_server,
-        )
-        def bind(target: str) -> int:
-            try:
-                if credentials is not None:
-                    return grpc_server.add_secure_port(target, credentials)
-                return grpc_server.add_insecure_port(target)
-            except RuntimeError:
-                return 0
-
-        port = 0
-        if address.startswith(("unix:", "unix-abstract:")):
-            bound = _unix_target(address)
-            _check_unix_free(bound)
-            if bind(address) == 0:
-                raise ServeError(
-                    f"cannot bind {address}: "
-                    + ("the name is in use (another process holds it)"
-                       if bound.startswith("unix-abstract:") else
-                       "its directory does not exist or is not writable")
-                    + "; pick another address")
-        else:
-            bound = address
-            port = 0 if _port_taken(address) else bind(address)
-            if port == 0 and not explicit:
-                bound = address.rsplit(":", 1)[0] + ":0"
-                port = bind(bound)
-                notes.append(f"port {address.rsplit(':', 1)[1]} is in use, picked a free one; ")
-            if port == 0:
-                raise ServeError(f"cannot bind {address}: address in use or not available "
-                                 "(is another run using it? omit the address to pick a free "
-                                 "port)")
-        await grpc_server.start()
-        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        server._server = grpc_server
-        server._health = health_servicer
-        if bound.startswith("unix:"):
-            with contextlib.suppress(OSError):
-                os.chmod(bound[len("unix:"):], 0o600)
-        if port == 0:  # a unix socket: the path (absolute) or abstract name bound
-            return bound
-        return f"{bound.rsplit(':', 1)[0]}:{port}"
-
-    if gil_switch_interval is not None:
-        server._previous_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(gil_switch_interval)
-    server._thread.start()
-    try:
-        server.address = server._call(start())
-    except BaseException:
-        server.stop(grace=0)
-        raise
-    run_info.address = server.address
-    if discoverable:
-        try:
-            server.record_path = discovery.write_record(discovery.RunRecord(
-                run=run, address=server.address, pid=pid, started=started,
-                journal=str(server.journal_path or ""), token_required=bool(token),
-                tls=credentials is not None,
-                pid_start_ticks=discovery.process_start_ticks(pid),
-            ))
-        except OSError as exc:
-            log.warning("livetune: cannot write the discovery record (%s); `livetune runs` "
-                        "will not list this run, use --addr %s", exc, server.address)
-    atexit.register(server.stop)
-    line = (f"livetune: {''.join(notes)}run {run!r} serving on {server.address} (pid {pid}"
-            f"{', token required' if token else ''}{', TLS' if credentials else ''})")
-    server.start_line = line
-    log.info(line)
-    if not quiet:
-        print(line, file=sys.stderr, flush=True)
-    return server
+    if options.out_of_process:
+        return ProcessServer(registry, options)
+    return Server(registry, options)

@@ -42,6 +42,41 @@ def test_help_does_not_import_torch_or_sb3(cli: Any, sub_env: dict[str, str]) ->
     assert check.returncode == 0 and check.stdout.strip() == "[]", check
 
 
+def test_run_commands_import_neither_the_server_nor_the_training_modules(
+        served: Any, sub_env: dict[str, str]) -> None:
+    """``livetune get/set/ls`` must start fast: they load the client, not the server, the
+    training commands or torch (their parsers are built only when named, or for --help)."""
+    code = ("import sys, livetune_rl.cli as c\n"
+            "for argv in (['set', '--addr', sys.argv[1], 'learning_rate', '0.25'],\n"
+            "             ['get', '--addr', sys.argv[1], 'learning_rate'],\n"
+            "             ['ls', '--addr', sys.argv[1]]):\n"
+            "    assert c.main(argv) == 0, argv\n"
+            "heavy = ('livetune_rl.server', 'livetune_rl.sidecar', 'livetune_rl.train',\n"
+            "         'livetune_rl.vision', 'livetune_rl.tuner', 'torch', 'numpy')\n"
+            "print([m for m in heavy if m in sys.modules])\n")
+    proc = subprocess.run([PYTHON, "-c", code, served.address], env=sub_env, text=True,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+    assert served.registry.variable("learning_rate").value == 0.25
+
+
+def test_run_commands_are_all_the_commands_but_training() -> None:
+    from livetune_rl import cli as cli_module
+
+    def commands(parser: Any) -> set[str]:
+        (sub,) = [a for a in parser._actions if a.dest == "command"]
+        return set(sub.choices)
+
+    light, full = commands(cli_module.build_parser(False)), commands(cli_module.build_parser())
+    assert light == set(cli_module.RUN_COMMANDS)
+    assert full == light | set(cli_module.TRAINING_COMMANDS)
+    assert not cli_module._needs_training_parser(["--addr", "x", "set", "lr", "1"])
+    assert cli_module._needs_training_parser(["set", "--help"])
+    assert cli_module._needs_training_parser(["trian"])  # an error lists every command
+    assert cli_module._needs_training_parser(["train", "--steps", "1"])
+
+
 def test_runs(cli: Any, served: Any) -> None:
     proc = cli("runs")
     assert proc.returncode == 0

@@ -436,3 +436,21 @@ def test_tls_and_unix_sockets_out_of_process(tmp_path: Path, short_tmp: Path) ->
         wait_for(lambda: reg.variable("x").value == 9)
     finally:
         unix.stop()
+
+
+def test_a_failed_start_gives_the_registry_its_journal_back(tmp_path: Path) -> None:
+    """A resumed run's registry journals before serving; if the serving process cannot
+    start, the registry commits and journals locally again, in the same journal."""
+    from test_auth import _make_cert
+
+    _, key = _make_cert(tmp_path)
+    reg = lt.Registry(journal=tmp_path / "own.jsonl")
+    lt.LiveVariable("x", 0, registry=reg)
+    journal = reg.journal
+    with pytest.raises(lt.ServeError, match="cannot read TLS files"):
+        lt.serve("127.0.0.1:0", registry=reg, out_of_process=True, quiet=True,
+                 discoverable=False, tls_cert=tmp_path / "none.pem", tls_key=key)
+    assert reg.journal is journal and not reg.remote
+    reg.set({"x": 3})
+    assert [(e.kind, e.name, e.new) for e in lt.read_journal(tmp_path / "own.jsonl")][-1] == (
+        "set", "x", 3)

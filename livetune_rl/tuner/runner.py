@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from ..client import Client, ClientError
 from ..evaluation import EVENT, EvaluateEvent
 from ..values import Value
@@ -65,7 +67,7 @@ class Tuner:
         try:
             changes = self.client.set(action.values, expected=expected)
         except ClientError as exc:
-            if exc.code.name == "FAILED_PRECONDITION":
+            if exc.code is grpc.StatusCode.FAILED_PRECONDITION:
                 assert self.policy is not None
                 self.policy.forget()  # someone changed it under us: start from their values
             self._record({"step": step, "action": action.kind, "values": action.values,
@@ -113,6 +115,6 @@ class Tuner:
                 if deadline is not None and time.monotonic() > deadline:
                     break
         except ClientError as exc:
-            if exc.code.name != "DEADLINE_EXCEEDED":
+            if exc.code is not grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
         return self.decisions
