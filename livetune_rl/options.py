@@ -26,7 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import discovery
 from .values import LiveTuneError
@@ -119,6 +119,8 @@ class ServeOptions:
     :param gil_switch_interval: ``sys.setswitchinterval`` while serving in this process.
     :param quiet: do not print the start line (it is logged either way).
     :param out_of_process: serve from a child process (:mod:`livetune_rl.sidecar`).
+    :param livetune_port: also accept the original LiveTune ``tune`` command on
+        ``127.0.0.1:PORT`` (0: a free port; :mod:`livetune_rl.compat`); None: off.
 
     Example::
 
@@ -141,10 +143,15 @@ class ServeOptions:
     gil_switch_interval: float | None = None
     quiet: bool = False
     out_of_process: bool = False
+    livetune_port: int | None = None
 
     def __post_init__(self) -> None:
         def resolved(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
+
+        if self.livetune_port is not None and not 0 <= self.livetune_port <= 65535:
+            raise ServeError(f"invalid livetune_port {self.livetune_port!r}: use a TCP port "
+                             "0-65535 (0 picks a free one), or None to keep it closed")
 
         run = self.run if self.run is not None else _default_run_name()
         if not _RUN_NAME.fullmatch(run):
@@ -225,6 +232,9 @@ class Serving(ABC):
     journal_path: Path | None
     record_path: Path | None
     start_line: str
+    livetune_listener: Any = None
+    """The original LiveTune protocol's listener when ``livetune_port`` opened one (its
+    ``port`` is the one to give ``tune -p``); it stops with the server."""
 
     def __init__(self) -> None:
         self._stopped = threading.Event()
@@ -237,6 +247,11 @@ class Serving(ABC):
     @abstractmethod
     def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving (in-flight calls get ``grace`` seconds); idempotent."""
+
+    def _stop_listener(self) -> None:
+        """Close the LiveTune port (the subclasses' :meth:`stop` call this first)."""
+        if self.livetune_listener is not None:
+            self.livetune_listener.stop()
 
     @property
     def stopped(self) -> bool:

@@ -777,6 +777,7 @@ class Server(Serving):
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._stop_listener()
         if self.record_path is not None:
             discovery.remove_record(self.record_path)
         if self._server is not None and self._loop.is_running():
@@ -830,6 +831,7 @@ def serve(
     gil_switch_interval: float | None = None,
     quiet: bool = False,
     out_of_process: bool = False,
+    livetune_port: int | None = None,
 ) -> Server | ProcessServer:
     """Serve ``registry`` (default: the process-wide one) on one gRPC address.
 
@@ -867,6 +869,10 @@ def serve(
             lock from the training process; committed changes reach it coalesced, at most
             ~50 wake-ups per second whatever the request rate. ``gil_switch_interval`` is
             ignored (nothing serves in this process).
+        livetune_port: also accept the original LiveTune ``tune`` command on
+            ``127.0.0.1:PORT`` (0: a free port; see :mod:`livetune_rl.compat`); None: off.
+            Its changes are validated and journaled with source ``livetune-tcp``; the port
+            closes when the server stops (``server.livetune_listener.port`` is the port).
 
     Returns:
         A started :class:`Server` (a :class:`~livetune_rl.sidecar.ProcessServer` with
@@ -878,8 +884,18 @@ def serve(
         tls_key=Path(tls_key) if tls_key else None, insecure=insecure, journal=journal,
         discoverable=discoverable, max_watchers=max_watchers,
         max_calls_per_second=max_calls_per_second, watcher_timeout=watcher_timeout,
-        gil_switch_interval=gil_switch_interval, quiet=quiet, out_of_process=out_of_process)
+        gil_switch_interval=gil_switch_interval, quiet=quiet, out_of_process=out_of_process,
+        livetune_port=livetune_port)
     registry = registry if registry is not None else default_registry()
-    if options.out_of_process:
-        return ProcessServer(registry, options)
-    return Server(registry, options)
+    server = ProcessServer(registry, options) if options.out_of_process else Server(registry,
+                                                                                   options)
+    if options.livetune_port is not None:  # opened after the journal: its changes are journaled
+        from .compat.listener import OriginalProtocolListener
+
+        try:
+            server.livetune_listener = OriginalProtocolListener(
+                registry, options.livetune_port, quiet=options.quiet).start()
+        except BaseException:
+            server.stop(grace=0)
+            raise
+    return server

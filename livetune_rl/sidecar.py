@@ -423,6 +423,7 @@ class ProcessServer(Serving):
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._stop_listener()
         parent = self._link
         parent.stopping = True
         parent.send(link.Stop(grace))

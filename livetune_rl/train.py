@@ -61,6 +61,7 @@ class TrainConfig:
     runs_root: str = "runs"
     bind: str | None = None
     token: str | None = None  # never written anywhere; config.json says token_required
+    livetune_port: int | None = None  # the original LiveTune `tune` command's port; None: off
     reward: dict[str, float] = field(default_factory=dict)
     scale: float = 1.0
     reward_bounds: tuple[float, float] = (-10.0, 10.0)
@@ -124,6 +125,9 @@ def add_parser(sub: Any) -> None:
                    help="require the bearer token in FILE (yours, mode 0600 or 0400); "
                         "default: $LIVETUNE_TOKEN. The token is never written anywhere")
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
+    p.add_argument("--livetune-port", type=int, default=None, metavar="PORT",
+                   help="also accept the original LiveTune `tune` command on 127.0.0.1:PORT "
+                        "(tune -v VALUE -t NAME -p PORT; see docs/compat.md); default: off")
     p.add_argument("--no-token", action="store_true",
                    help="with --resume: serve without a token although the run required one")
     p.add_argument("--reward", default=None, metavar="C=W,...",
@@ -183,7 +187,7 @@ def _main(args: argparse.Namespace) -> int:
         env=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
         vec=args.vec, seed=args.seed, run_name=args.run_name, runs_root=args.runs_root,
         bind=args.bind, token=token, reward=_parse_pairs(args.reward), scale=args.scale,
-        reward_bounds=args.reward_bounds,
+        reward_bounds=args.reward_bounds, livetune_port=args.livetune_port,
         layout_seed=args.layout_seed, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -431,7 +435,8 @@ def train(config: TrainConfig) -> Any:
                     "resumed": var.value, "checkpoint": config.resume})
     server = serve(config.bind, run=name, token=config.token, registry=registry,
                    journal=journal, out_of_process=config.serve_process,
-                   max_calls_per_second=config.max_calls_per_second or None)
+                   max_calls_per_second=config.max_calls_per_second or None,
+                   livetune_port=config.livetune_port)
     example = next(iter(weights), None)
     target = f"--run {name}" if config.bind is None else f"--addr {server.address}"
     print(f"run directory: {run_dir}   TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
