@@ -23,10 +23,11 @@ import re
 import sys
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from . import discovery
 from .values import LiveTuneError
@@ -236,8 +237,27 @@ class Serving(ABC):
     """The original LiveTune protocol's listener when ``livetune_port`` opened one (its
     ``port`` is the one to give ``tune -p``); it stops with the server."""
 
+    _started: ClassVar[weakref.WeakSet[Serving]] = weakref.WeakSet()
+
     def __init__(self) -> None:
         self._stopped = threading.Event()
+        Serving._started.add(self)
+
+    @staticmethod
+    def serving(registry: Registry) -> Serving | None:
+        """The server of this process that serves ``registry`` now, if any (in a thread of
+        this process or from a child process).
+
+        Example::
+
+            >>> from livetune_rl import Registry
+            >>> Serving.serving(Registry()) is None
+            True
+        """
+        return next((s for s in list(Serving._started)
+                     if getattr(s, "registry", None) is registry and not s.stopped
+                     and getattr(s, "address", "")),
+                    None)
 
     @property
     def run(self) -> str:

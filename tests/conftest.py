@@ -31,10 +31,14 @@ GRPCURL = BIN / "grpcurl"
 
 @pytest.fixture(autouse=True)
 def livetune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point LIVETUNE_HOME at a fresh directory; drop every other LIVETUNE_* default."""
+    """Point LIVETUNE_HOME at a fresh directory; drop every other LIVETUNE_* default.
+
+    ``LIVETUNE_SERVE=0``: a test's ``LiveTuneCallback`` does not serve its registry from a
+    child process of its own (tests/test_sb3_serve.py checks that behaviour by itself)."""
     home = tmp_path / "livetune-home"
     monkeypatch.setenv("LIVETUNE_HOME", str(home))
-    for name in ("LIVETUNE_ADDR", "LIVETUNE_TOKEN", "LIVETUNE_CACERT"):
+    monkeypatch.setenv("LIVETUNE_SERVE", "0")
+    for name in ("LIVETUNE_ADDR", "LIVETUNE_TOKEN", "LIVETUNE_CACERT", "LIVETUNE_RUN"):
         monkeypatch.delenv(name, raising=False)
     return home
 

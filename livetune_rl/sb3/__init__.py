@@ -2,8 +2,9 @@
 pickle cleanly, and a replay buffer that re-labels rewards when the reward design changes.
 
 ``LiveTuneCallback`` composes the small callbacks (``RewardCallback``, ``KnobsCallback``,
-``EpisodeTermsCallback``, ``TriggersCallback``); each can also be used alone in a
-``CallbackList`` of your own.
+``EpisodeTermsCallback``, ``TriggersCallback``, ``ServeCallback``); each can also be used
+alone in a ``CallbackList`` of your own. With nothing serving the registry,
+``LiveTuneCallback()`` serves it itself while training (``ServeCallback``).
 
 Example::
 
@@ -25,6 +26,7 @@ from .evaluation import Evaluator
 from .knobs import KnobsCallback
 from .reward import RewardCallback
 from .schedules import LiveSchedule, live_schedule
+from .serving import ServeCallback
 from .triggers import TriggersCallback
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "LiveTuneCallback",
     "RelabelingReplayBuffer",
     "RewardCallback",
+    "ServeCallback",
     "TriggersCallback",
     "knobs_for",
     "live_schedule",

@@ -11,7 +11,10 @@ can also be used alone or composed differently:
 * :class:`~livetune_rl.sb3.episodes.EpisodeTermsCallback`: per training episode, the reward
   term totals and chosen info numbers, for the next ``evaluate`` event;
 * :class:`~livetune_rl.sb3.triggers.TriggersCallback`: the triggers ``checkpoint``,
-  ``evaluate`` and ``stop`` (and your own), periodic checkpoints and evaluations.
+  ``evaluate`` and ``stop`` (and your own), periodic checkpoints and evaluations;
+* :class:`~livetune_rl.sb3.serving.ServeCallback`: when nothing in the process serves the
+  registry yet, serves it (out of process, as ``livetune train`` does) from training start to
+  training end, so ``LiveTuneCallback()`` alone makes a run live.
 
 Everything is applied on the main thread:
 
@@ -53,6 +56,7 @@ from .episodes import EpisodeTermsCallback
 from .evaluation import Evaluator
 from .knobs import KnobsCallback
 from .reward import RewardCallback
+from .serving import ServeCallback
 from .triggers import TriggerAction, TriggersCallback
 
 __all__ = ["LiveTuneCallback", "TriggerAction", "load_checkpoint", "prune_checkpoints"]
@@ -89,6 +93,13 @@ class LiveTuneCallback(CallbackList):
             deterministic evaluation does).
         eval_info_keys: numbers to average over the evaluation episodes' last ``info``,
             reported as ``mean_<key>`` and ``std_<key>`` (e.g. ``("fitness",)``).
+        serve: serve the registry while training when nothing in this process serves it
+            yet (see :mod:`livetune_rl.sb3.serving`; ``LIVETUNE_SERVE=0`` also turns it off).
+        address: where that server listens (default ``$LIVETUNE_ADDR``, else the default
+            address or a free port).
+        run_name: its name in ``livetune runs`` (default ``$LIVETUNE_RUN``, else
+            ``<algorithm>-<env id>``).
+        token: require this bearer token from its clients (default ``$LIVETUNE_TOKEN``).
         verbose: 1 prints every applied change.
     """
 
@@ -107,6 +118,10 @@ class LiveTuneCallback(CallbackList):
         reset_reward_stats: bool = True,
         episode_info_keys: Sequence[str] = (),
         eval_info_keys: Sequence[str] = (),
+        serve: bool = True,
+        address: str | None = None,
+        run_name: str | None = None,
+        token: str | None = None,
         verbose: int = 0,
     ) -> None:
         self.registry = registry if registry is not None else default_registry()
@@ -122,7 +137,10 @@ class LiveTuneCallback(CallbackList):
                                 info_keys=eval_info_keys),
             episodes=self.episode_terms, eval_every=eval_every,
             checkpoint_every=checkpoint_every, owner=self, verbose=verbose)
-        parts: list[BaseCallback] = [self.knobs, self.episode_terms, self.triggers]
+        self.serving = ServeCallback(self.registry, serve=serve, address=address,
+                                     run_name=run_name, token=token, verbose=verbose)
+        parts: list[BaseCallback] = [self.knobs, self.episode_terms, self.triggers,
+                                     self.serving]
         super().__init__([self.reward, *parts] if self.reward is not None else parts)
         self.verbose = verbose
         self._attached_to: BaseAlgorithm | None = None
