@@ -72,7 +72,7 @@ def main() -> None:
     registry = lt.Registry()
     model = PPO("MlpPolicy", DummyVecEnv([_env]), n_steps=2048, device="cpu")
     model.set_logger(Logger(None, []))  # what learn() sets up: records go nowhere
-    callback = LiveTuneCallback(registry)
+    callback = LiveTuneCallback(registry, serve=False)  # the callback alone, no server
     callback.init_callback(model)
     callback.on_training_start(_rollout_locals(model), {})
     for _ in range(20):

@@ -164,7 +164,7 @@ def run_live(args: Args, tmp: Path) -> tuple[float, dict[str, Any]]:
     for i in range(args.extra_vars):
         lt.LiveVariable(f"bench.v{i}", 0.0, min=-1e9, max=1e9, registry=registry)
     model = _model(_live_env, args)
-    callback = LiveTuneCallback(registry)
+    callback = LiveTuneCallback(registry, serve=False)  # each mode serves (or not) itself
     load = Load(tmp)
     server: Any = None
     received = [0]
