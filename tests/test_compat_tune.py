@@ -108,8 +108,10 @@ def free_port() -> int:
 
 
 def masked(text: str) -> list[str]:
-    """Lines with numbers (pids, ports, times, epochs) masked and spaces collapsed."""
+    """Lines with numbers (pids, ports, times, epochs) masked and spaces collapsed; the note
+    serve() adds when the default port is taken by something else on the machine dropped."""
     return [" ".join(re.sub(r"\d+", "N", ANSI.sub("", line)).split())
+            .replace("port N is in use, picked a free one; ", "")
             for line in text.splitlines() if line.strip()]
 
 
