@@ -9,7 +9,7 @@ Examples::
     livetune runs
     livetune ls
     livetune set learning_rate 1e-4
-    livetune set learning_rate=1e-4 reward.hungry=-0.5     # atomic: both or neither
+    livetune set learning_rate=1e-4 reward.hungry_thirsty=-0.5   # atomic: both or neither
     livetune fire checkpoint
     livetune watch --json
     livetune history --limit 20
@@ -392,7 +392,8 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
         prog="livetune",
         description="Change a running training job: list, set and watch its live variables.",
         epilog="Examples: livetune ls | livetune set learning_rate 1e-4 | "
-               "livetune set reward.hungry=-0.5 reward.scale=5 | livetune fire checkpoint",
+               "livetune set reward.hungry_thirsty=-0.5 reward.scale=5 | "
+               "livetune fire checkpoint",
     )
     _target_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -406,13 +407,14 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
     p = add("ls", cmd_ls, "list variables and triggers with values, bounds and versions")
     p.add_argument("patterns", nargs="*", help="glob patterns, e.g. 'reward.*'")
     p = add("get", cmd_get, "print the value of one or more variables")
-    p.add_argument("names", nargs="+")
+    p.add_argument("names", nargs="+", help="variable names, e.g. learning_rate")
     p = add("set", cmd_set, "set variables atomically: NAME VALUE or NAME=VALUE ...")
-    p.add_argument("assignments", nargs="+", metavar="NAME VALUE | NAME=VALUE")
+    p.add_argument("assignments", nargs="+", metavar="NAME VALUE | NAME=VALUE",
+                   help="e.g. learning_rate 1e-4, or reward.hungry_thirsty=-0.5 reward.scale=5")
     p.add_argument("--expect", action="append", metavar="NAME=VERSION",
                    help="compare-and-set: refuse unless NAME is at VERSION")
     p = add("fire", cmd_fire, "fire one or more triggers")
-    p.add_argument("names", nargs="+")
+    p.add_argument("names", nargs="+", help="trigger names, e.g. checkpoint evaluate stop")
     p = add("watch", cmd_watch, "stream changes as they happen (Ctrl-C to stop)")
     p.add_argument("patterns", nargs="*", help="glob patterns")
     p = add("history", cmd_history, "print the run's journal: who changed what, when")
@@ -448,15 +450,15 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--min-delta", type=float, default=1.0, help="gain that counts")
     p.add_argument("--step", type=float, default=0.25, help="move, as a fraction of the range")
     p.add_argument("--target", type=float, default=None, help="stop acting at this metric")
-    p.add_argument("--max-actions", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-actions", type=int, default=50, help="changes the tuner makes at most")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tuner's move order")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--log", default=None, help="JSONL file of observations and decisions")
 
     p = sub.add_parser("demo", help="run a small live-tunable loop (no torch needed)")
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seconds", type=float, default=60.0, help="run this long")
     p.add_argument("--bind", default=None, help="address to serve on")
-    p.add_argument("--run-name", default="demo")
+    p.add_argument("--run-name", default="demo", help="the name livetune runs shows")
     p.set_defaults(func=cmd_demo)
 
     if training:
@@ -466,7 +468,21 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
         from .vision.cli import add_parser as add_train_vision  # argparse only: no torch
 
         add_train_vision(sub, common)
+    for command in sub.choices.values():
+        command.formatter_class = HelpWithDefaults
     return parser
+
+
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help states it already or the
+    option is a switch (``--no-progress``: the flag says what it does)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.nargs == 0
+                or action.default in (None, [], argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _needs_training_parser(argv: Sequence[str]) -> bool:

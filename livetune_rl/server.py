@@ -889,6 +889,8 @@ def serve(
     registry = registry if registry is not None else default_registry()
     server = ProcessServer(registry, options) if options.out_of_process else Server(registry,
                                                                                    options)
+    if not options.quiet and server.journal_path is not None:
+        print(f"livetune: journal {server.journal_path}", file=sys.stderr, flush=True)
     if options.livetune_port is not None:  # opened after the journal: its changes are journaled
         from .compat.listener import OriginalProtocolListener
 

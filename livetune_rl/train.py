@@ -113,11 +113,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an SB3 agent with live knobs (the main job)",
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--env", default=d.env, help=f"Gymnasium id (default {d.env})")
-    p.add_argument("--algo", default=d.algo, choices=ALGORITHMS)
-    p.add_argument("--timesteps", type=int, default=d.timesteps)
-    p.add_argument("--n-envs", type=int, default=d.n_envs)
-    p.add_argument("--vec", default=d.vec, choices=("subproc", "dummy"))
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--algo", default=d.algo, choices=ALGORITHMS, help="SB3 algorithm")
+    p.add_argument("--timesteps", type=int, default=d.timesteps, help="env steps to train")
+    p.add_argument("--n-envs", type=int, default=d.n_envs, help="parallel envs")
+    p.add_argument("--vec", default=d.vec, choices=("subproc", "dummy"),
+                   help="SB3 vec env: one process per env, or all in this one")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the model and the envs")
     p.add_argument("--run-name", default=None, help="default: <algo>-<env>-<time>")
     p.add_argument("--runs-root", default=d.runs_root, help="run directories go here")
     p.add_argument("--bind", default=None, help="serve address (default 127.0.0.1:50051)")
@@ -139,7 +140,8 @@ def add_parser(sub: Any) -> None:
                    help="Hungry-Thirsty food/water layout shared by all envs (default: seed)")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="evaluate every N steps (0: only on `livetune fire evaluate`)")
-    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes,
+                   help="episodes per evaluation")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="also checkpoint every N steps (0: only on `livetune fire checkpoint`)")
     p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
@@ -148,10 +150,11 @@ def add_parser(sub: Any) -> None:
                         "interrupted are never deleted")
     p.add_argument("--no-relabel", dest="relabel", action="store_false",
                    help="off-policy: do not re-label the replay buffer on reward changes")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
     p.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                    help="algorithm argument, e.g. --hyper n_steps=256 (JSON values)")
-    p.add_argument("--device", default=d.device)
+    p.add_argument("--device", default=d.device, help="torch device (auto, cpu, cuda)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch CPU threads (1 is fastest for small MLPs)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR",

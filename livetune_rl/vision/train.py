@@ -370,6 +370,10 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
 
     def run_eval() -> dict[str, float]:
         nonlocal last_eval, eval_step
+        if eval_step == pos.step and last_eval is not None:
+            # this model was evaluated at this step already (a fired evaluate handled right
+            # after an epoch's own evaluation): one evaluation, journaled once
+            return last_eval
         metrics = evaluate(model, data.val, batch_size=max(int(sampler.batch_size), 64),
                            device=device, sync=sync, workers=0)
         last_eval, eval_step = metrics, pos.step
