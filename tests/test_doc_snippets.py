@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["README.md"]
+OWN_TESTS = {"docs/cleanrl.md": "tests/test_cleanrl.py",
+             "docs/compat.md": "tests/test_compat_tune.py"}
+"""Documents whose blocks need a running peer or arguments: their own tests run them."""
+DOCUMENTS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")
+                                  if str(p.relative_to(REPO)) not in OWN_TESTS)]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -30,15 +34,17 @@ def blocks() -> list[tuple[str, int, str]]:
     return found
 
 
-def test_the_readme_has_python_blocks() -> None:
-    assert sum(doc == "README.md" for doc, _, _ in blocks()) >= 2
+def test_the_readme_and_the_docs_have_python_blocks() -> None:
+    docs = {doc for doc, _, _ in blocks()}
+    assert {"README.md", "docs/rl.md", "docs/vision.md"} <= docs
 
 
 @pytest.mark.parametrize(("doc", "line", "code"), blocks(),
                          ids=[f"{d}:{n}" for d, n, _ in blocks()])
 def test_block_runs_as_shown(doc: str, line: int, code: str, tmp_path: Path,
                              sub_env: dict[str, str]) -> None:
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=sub_env,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                          env=sub_env | {"OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, (
         f"the python block at {doc}:{line} fails as shown (exit {proc.returncode}); fix the "

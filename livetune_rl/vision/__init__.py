@@ -47,5 +47,8 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        # importing the submodule ``train`` binds it as this package's attribute ``train``,
+        # which would shadow the function of that name from then on: bind the names instead
+        globals().update({n: getattr(module, n) for n, m in _LAZY.items() if m == _LAZY[name]})
         return getattr(module, name)
     raise AttributeError(f"module 'livetune_rl.vision' has no attribute {name!r}")
