@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .env_ids import HUNGRY_THIRSTY_ID
+from .evaluation import EVENT, EvaluateEvent
+from .journal import ChangeEvent
+from .options import MAX_CALLS_PER_SECOND
 from .private import write_private
-from .server import MAX_CALLS_PER_SECOND
 from .values import LiveTuneError
 
 ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
@@ -105,6 +107,40 @@ def _literal(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def describe(event: ChangeEvent) -> str | None:
+    """The line ``livetune train`` prints for a journal event (None: nothing to say).
+
+    Example::
+
+        >>> describe(ChangeEvent(7, 0.0, "applied", "learning_rate", None, 1e-4, "training", 512))
+        'livetune: step 512: learning_rate = 0.0001 applied'
+        >>> describe(ChangeEvent(8, 0.0, "event", "evaluate", step=2048,
+        ...          data={"mean_reward": 3.5, "mean_length": 200.0, "mean_fitness": 41.0}))
+        'livetune: step 2048: evaluation: fitness 41.0 of 200 steps, mean reward 3.5'
+    """
+    step = f"step {event.step}" if event.step is not None else "start"
+    if event.kind == "applied" and event.name not in ("checkpoint", "evaluate", "stop"):
+        return f"livetune: {step}: {event.name} = {event.new} applied"
+    if event.kind == "fire" and event.name == "stop":
+        return f"livetune: {step}: stop requested by {event.source or 'a client'}"
+    if event.kind == "event" and event.name == EVENT:
+        evaluation = EvaluateEvent.from_data(event.data)
+        if evaluation.error is not None:
+            return f"livetune: {step}: evaluation failed: {evaluation.error}"
+        parts = []
+        fitness, length = evaluation.metric("mean_fitness"), evaluation.metric("mean_length")
+        if fitness is not None:
+            parts.append(f"fitness {fitness:.1f}" + (f" of {length:.0f} steps" if length else ""))
+        reward = evaluation.metric("mean_reward")
+        if reward is not None:
+            parts.append(f"mean reward {reward:.3g}")
+        return f"livetune: {step}: evaluation: {', '.join(parts) or 'no metrics'}"
+    if event.kind == "event" and event.name == "checkpoint":
+        where = event.data.get("path") or f"failed: {event.data.get('error')}"
+        return f"livetune: {step}: checkpoint {where}"
+    return None
 
 
 def add_parser(sub: Any) -> None:
@@ -449,6 +485,16 @@ def train(config: TrainConfig) -> Any:
     print(f"  livetune {target} set {lr_example}"
           + (f" reward.{example}=-0.5" if example else ""))
     print(f"  livetune {target} fire evaluate      # also: checkpoint, stop", flush=True)
+    stop_requests: list[ChangeEvent] = []
+
+    def say(event: ChangeEvent) -> None:  # on the writer's thread: quick, no registry calls
+        if event.kind == "fire" and event.name == "stop":
+            stop_requests.append(event)
+        line = describe(event)
+        if line is not None:
+            print(line, flush=True)
+
+    subscription = registry.subscribe(say)
     started = time.time()
     remaining = max(0, config.timesteps - model.num_timesteps) if config.resume else \
         config.timesteps
@@ -462,14 +508,21 @@ def train(config: TrainConfig) -> Any:
         callback.checkpoint(tag="interrupted")
     finally:
         elapsed = time.time() - started
+        subscription.close()
         server.stop()
         venv.close()
         eval_env.close()
     final = callback.last_checkpoint
     steps = model.num_timesteps
-    print(f"done: {steps} steps in {elapsed:.1f}s ({steps / max(elapsed, 1e-9):.0f} steps/s); "
-          f"last checkpoint {final}; journal {run_dir / 'journal.jsonl'}")
+    if callback.stopped:
+        who = stop_requests[-1].source if stop_requests else "a client"
+        how = f"stopped at step {steps} (a stop fired by {who})"
+    else:
+        how = f"ended: all {steps} steps trained"
+    print(f"done: the run {how}, in {elapsed:.1f}s ({steps / max(elapsed, 1e-9):.0f} "
+          f"steps/s); last checkpoint {final}; journal {run_dir / 'journal.jsonl'}")
     if callback.last_evaluation:
-        shown = {k: v for k, v in callback.last_evaluation.items() if k != "train_episodes"}
-        print(f"last evaluation: {json.dumps(shown)}")
+        last = describe(ChangeEvent(0, 0.0, "event", EVENT, step=steps,
+                                    data=callback.last_evaluation))
+        print(f"last evaluation: {last.split(': ', 3)[-1] if last else 'none'}")
     return model

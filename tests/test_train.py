@@ -67,6 +67,9 @@ def test_train_is_live_tunable_and_resumes_as_one_run(tmp_path: Path,
     assert trainer.returncode == 0, output
     assert "livetune --run ht ls" in output  # the ready-to-paste commands
     assert "served from pid" in output  # served from a child process by default
+    # it says what happened while it ran, and how it ended, in words
+    assert "learning_rate = 0.0001 applied" in output and "stop requested by" in output
+    assert "done: the run stopped at step" in output, output[-2000:]
     final = runs / "ht" / "checkpoints" / "final"
     values = json.loads((final / "live_values.json").read_text())["values"]
     assert values["learning_rate"] == 1e-4 and values["reward.hungry_thirsty"] == -0.5
