@@ -60,8 +60,8 @@ class KnobDef:
     check: Callable[[BaseAlgorithm], Check | None] = field(default=lambda m: None)
 
 
-def _has(*attrs: str) -> Callable[[BaseAlgorithm], bool]:
-    return lambda model: all(getattr(model, a, None) is not None for a in attrs)
+def _has(attr: str) -> Callable[[BaseAlgorithm], bool]:
+    return lambda model: getattr(model, attr, None) is not None
 
 
 def _algo(name: str) -> Callable[[BaseAlgorithm], bool]:
@@ -99,7 +99,8 @@ def _apply_ent_coef(model: BaseAlgorithm, value: float) -> None:
 
 
 def _sac_fixed_ent(model: BaseAlgorithm) -> bool:
-    return hasattr(model, "ent_coef_tensor") and getattr(model, "ent_coef_optimizer", 1) is None
+    # SAC has both attributes; the optimizer is None when the coefficient is fixed
+    return hasattr(model, "ent_coef_tensor") and model.ent_coef_optimizer is None
 
 
 def _apply_exploration(model: BaseAlgorithm, value: float) -> None:
@@ -109,16 +110,13 @@ def _apply_exploration(model: BaseAlgorithm, value: float) -> None:
 
 def _apply_gamma(model: BaseAlgorithm, value: float) -> None:
     model.gamma = value
-    buffer = getattr(model, "rollout_buffer", None)
-    if buffer is not None and hasattr(buffer, "gamma"):
-        buffer.gamma = value
+    if isinstance(model, OnPolicyAlgorithm):  # its rollout buffer computes the returns
+        model.rollout_buffer.gamma = value
 
 
-def _apply_gae(model: BaseAlgorithm, value: float) -> None:
+def _apply_gae(model: BaseAlgorithm, value: float) -> None:  # on-policy algorithms only
     model.gae_lambda = value
-    buffer = getattr(model, "rollout_buffer", None)
-    if buffer is not None and hasattr(buffer, "gae_lambda"):
-        buffer.gae_lambda = value
+    model.rollout_buffer.gae_lambda = value
 
 
 def _batch_check(model: BaseAlgorithm) -> Check:
@@ -126,7 +124,7 @@ def _batch_check(model: BaseAlgorithm) -> Check:
         limit = model.n_steps * model.n_envs
         return lambda v: None if int(v) <= limit else (
             f"larger than the rollout (n_steps x n_envs = {limit})")
-    limit = getattr(model, "buffer_size", 1 << 31)
+    limit = model.buffer_size  # the knob exists for PPO and off-policy algorithms only
     return lambda v: None if int(v) <= limit else f"larger than the buffer ({limit})"
 
 
