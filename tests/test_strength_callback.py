@@ -162,6 +162,14 @@ def test_a_value_beyond_what_the_algorithm_can_take_is_refused_with_its_limit() 
         registry.set({"batch_size": 201})
     registry.set({"batch_size": 200})
     assert registry.variable("batch_size").value == 200
+    ppo = PPO("MlpPolicy", DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2), n_steps=16,
+              batch_size=16)
+    registry = lt.Registry()
+    LiveTuneCallback(registry).attach(ppo)
+    with pytest.raises(lt.InvalidValueError,
+                       match=r"larger than the rollout \(n_steps x n_envs = 32\)"):
+        registry.set({"batch_size": 33})
+    registry.set({"batch_size": 32})  # the whole rollout of both envs in one batch
 
 
 def test_a_live_schedule_follows_its_base_until_set_and_pickles_to_sb3s_own_schedule() -> None:
