@@ -208,6 +208,9 @@ def test_backwards_reading_skips_damage_and_names_its_byte_offset(
         events = list(iter_journal_backwards(path))
     assert [e.v for e in events] == [3, 2, 1] and events[0].name == "\ufffd"
     offset = size + len(b'{"v":3,"t":0,"kind":"set","name":"\xff"}\n')
-    assert f"{path} (byte {offset}): skipping a torn or corrupt journal record: " in caplog.text
-    assert f"{path} (byte 0): skipping a torn or corrupt journal record: " in caplog.text
+    assert caplog.messages == [  # newest first, each with its byte offset and the reason
+        f"{path} (byte {offset}): skipping a torn or corrupt journal record: Unterminated "
+        "string starting at: line 1 column 14 (char 13)",
+        f"{path} (byte 0): skipping a torn or corrupt journal record: Expecting value: line 1 "
+        "column 7 (char 6)"]
     assert caplog.text.count("skipping") == 2  # the blank line is not damage
