@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch as th
@@ -60,12 +61,15 @@ class KnobDef:
     check: Callable[[BaseAlgorithm], Check | None] = field(default=lambda m: None)
 
 
-def _has(attr: str) -> Callable[[BaseAlgorithm], bool]:
-    return lambda model: getattr(model, attr, None) is not None
+# _has, _is and _set are bound in the table with functools.partial, not made into closures at
+# import, so their code runs each time a knob is looked up or applied (and a test that uses a
+# knob tests it).
+def _has(model: BaseAlgorithm, *, attr: str) -> bool:
+    return getattr(model, attr, None) is not None
 
 
-def _algo(name: str) -> Callable[[BaseAlgorithm], bool]:
-    return lambda model: any(cls.__name__ == name for cls in type(model).__mro__)
+def _is(model: BaseAlgorithm, *, algo: str) -> bool:
+    return any(cls.__name__ == algo for cls in type(model).__mro__)
 
 
 def optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
@@ -74,7 +78,7 @@ def optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
     for owner, attr in ((model.policy, "optimizer"), (getattr(model, "actor", None), "optimizer"),
                         (getattr(model, "critic", None), "optimizer"),
                         (model, "ent_coef_optimizer")):
-        opt = getattr(owner, attr, None) if owner is not None else None
+        opt = getattr(owner, attr, None)  # None for an owner the model does not have
         if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
             found.append(opt)
     return found
@@ -128,11 +132,9 @@ def _batch_check(model: BaseAlgorithm) -> Check:
     return lambda v: None if int(v) <= limit else f"larger than the buffer ({limit})"
 
 
-def _setter(attr: str, cast: Callable[[Any], Any] = float) -> Callable[[BaseAlgorithm, Any], None]:
-    def apply(model: BaseAlgorithm, value: Any) -> None:
-        setattr(model, attr, cast(value))
-
-    return apply
+def _set(model: BaseAlgorithm, value: Any, *, attr: str,
+         cast: Callable[[Any], Any] = float) -> None:
+    setattr(model, attr, cast(value))
 
 
 KNOBS: tuple[KnobDef, ...] = (
@@ -144,39 +146,42 @@ KNOBS: tuple[KnobDef, ...] = (
             lambda m: float(m.ent_coef), _apply_ent_coef, min=0.0, max=100.0),
     KnobDef("target_entropy", "target entropy of SAC's learned entropy coefficient",
             lambda m: getattr(m, "ent_coef_optimizer", None) is not None,
-            lambda m: float(m.target_entropy), _setter("target_entropy"), min=-1e6, max=1e6),
+            lambda m: float(m.target_entropy), partial(_set, attr="target_entropy"),
+            min=-1e6, max=1e6),
     KnobDef("clip_range", "PPO policy clipping parameter (replaces its schedule)",
-            _algo("PPO"), lambda m: float(m.clip_range(m._current_progress_remaining)),
+            partial(_is, algo="PPO"),
+            lambda m: float(m.clip_range(m._current_progress_remaining)),
             lambda m, v: live_schedule(m, "clip_range").override_with(v), min=0.0, max=10.0,
             check=lambda m: lambda v: None if v > 0 else "must be > 0"),
     KnobDef("exploration_rate", "DQN epsilon (replaces its exploration schedule)",
-            _algo("DQN"), lambda m: float(m.exploration_rate),
+            partial(_is, algo="DQN"), lambda m: float(m.exploration_rate),
             _apply_exploration, min=0.0, max=1.0),
     KnobDef("gamma", "discount factor (also the rollout buffer's copy)",
-            _has("gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
+            partial(_has, attr="gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
     KnobDef("gae_lambda", "GAE lambda (also the rollout buffer's copy)",
             lambda m: isinstance(m, OnPolicyAlgorithm), lambda m: float(m.gae_lambda),
             _apply_gae, min=0.0, max=1.0),
-    KnobDef("n_epochs", "PPO epochs per update", _algo("PPO"), lambda m: int(m.n_epochs),
-            _setter("n_epochs", int), min=1, max=1000),
+    KnobDef("n_epochs", "PPO epochs per update", partial(_is, algo="PPO"),
+            lambda m: int(m.n_epochs), partial(_set, attr="n_epochs", cast=int), min=1, max=1000),
     KnobDef("batch_size", "minibatch size",
-            lambda m: (_algo("PPO")(m) or isinstance(m, OffPolicyAlgorithm))
+            lambda m: (_is(m, algo="PPO") or isinstance(m, OffPolicyAlgorithm))
             and getattr(m, "batch_size", None) is not None,
-            lambda m: int(m.batch_size), _setter("batch_size", int), min=1, max=1 << 24,
-            check=_batch_check),
-    KnobDef("vf_coef", "value loss coefficient", _has("vf_coef"), lambda m: float(m.vf_coef),
-            _setter("vf_coef"), min=0.0, max=100.0),
-    KnobDef("max_grad_norm", "gradient clipping norm", _has("max_grad_norm"),
-            lambda m: float(m.max_grad_norm), _setter("max_grad_norm"), min=1e-8, max=1e6),
-    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", _algo("PPO"),
+            lambda m: int(m.batch_size), partial(_set, attr="batch_size", cast=int),
+            min=1, max=1 << 24, check=_batch_check),
+    KnobDef("vf_coef", "value loss coefficient", partial(_has, attr="vf_coef"),
+            lambda m: float(m.vf_coef), partial(_set, attr="vf_coef"), min=0.0, max=100.0),
+    KnobDef("max_grad_norm", "gradient clipping norm", partial(_has, attr="max_grad_norm"),
+            lambda m: float(m.max_grad_norm), partial(_set, attr="max_grad_norm"),
+            min=1e-8, max=1e6),
+    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", partial(_is, algo="PPO"),
             lambda m: float(m.target_kl or 0.0),
             lambda m, v: setattr(m, "target_kl", float(v) or None), min=0.0, max=100.0),
     KnobDef("tau", "target network soft-update coefficient",
             lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: float(m.tau),
-            _setter("tau"), min=0.0, max=1.0),
+            partial(_set, attr="tau"), min=0.0, max=1.0),
     KnobDef("gradient_steps", "gradient steps per rollout (-1: as many as env steps)",
             lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: int(m.gradient_steps),
-            _setter("gradient_steps", int), min=-1, max=100_000,
+            partial(_set, attr="gradient_steps", cast=int), min=-1, max=100_000,
             check=lambda m: lambda v: None if v != 0 else "0 would never train"),
 )
 
