@@ -6,6 +6,7 @@ the one in effect when the callback attaches."""
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,6 +85,10 @@ def test_every_knob_set_live_takes_effect_without_an_error(algo: str, tmp_path: 
     applied = {e.name: e for e in lt.read_journal(tmp_path / "j.jsonl") if e.kind == "applied"}
     assert sorted(applied) == sorted(knobs)
     assert {n: e.data for n, e in applied.items() if e.data} == {}  # no apply failed
+    # DQN's epsilon at the next step, every other knob at the first rollout end
+    rollout_end = 16 if algo == "PPO" else 8
+    assert {n: e.step for n, e in applied.items()} == {
+        n: 1 if n == "exploration_rate" else rollout_end for n in knobs}
     for name in knobs:
         values = in_effect(model, name)
         assert all(v == pytest.approx(NEW[name]) for v in values), (name, values)
@@ -265,3 +270,47 @@ def test_a_reward_change_under_vecnormalize_without_reset_warns_and_says_so(
     assert env.ret_rms.count > count  # kept, not restarted
     [applied] = [e for e in lt.read_journal(tmp_path / "j.jsonl") if e.kind == "applied"]
     assert applied.data == {"vecnormalize": "reward statistics kept (warned)"}
+
+
+def test_a_user_knob_applies_at_the_rollout_end_unless_asked_for_every_step(
+        tmp_path: Path) -> None:
+    registry = lt.Registry(journal=tmp_path / "j.jsonl")
+    seen: dict[str, list[Any]] = {"train": [], "step": []}
+    callback = LiveTuneCallback(registry, knobs=[], reward=False)
+    callback.add_knob("my.train", 1.0, lambda v: seen["train"].append(v), help="my own knob")
+    callback.add_knob("my.step", 1.0, lambda v: seen["step"].append(v), every_step=True)
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    callback.attach(model)
+    registry.set({"my.train": 2.0, "my.step": 3.0})
+    model.learn(16, callback=callback)
+    assert seen == {"train": [2.0], "step": [3.0]}
+    assert registry.variable("my.train").help == "my own knob"
+    applied = {e.name: e.step for e in lt.read_journal(tmp_path / "j.jsonl")
+               if e.kind == "applied"}
+    assert applied == {"my.train": 16, "my.step": 1}
+
+
+def test_a_failing_trigger_is_logged_by_name_and_training_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    registry = lt.Registry()
+    callback = LiveTuneCallback(registry, knobs=[], reward=False)
+    callback.add_trigger("boom", lambda cb: 1 / 0)
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    callback.attach(model)
+    registry.fire("boom")
+    with caplog.at_level(logging.ERROR):
+        model.learn(16, callback=callback)
+    assert model.num_timesteps == 16
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and "boom" in failures[0].getMessage()
+    assert failures[0].exc_info is not None and failures[0].exc_info[0] is ZeroDivisionError
+
+
+def test_without_a_run_directory_checkpoints_go_under_the_current_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    callback = LiveTuneCallback(lt.Registry(), knobs=[], reward=False)
+    callback.attach(PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16))
+    path = callback.checkpoint(tag="manual")
+    assert path == Path("checkpoints") / "manual"
+    assert (tmp_path / "checkpoints" / "manual" / "model.zip").is_file()
