@@ -210,7 +210,10 @@ def test_pacing_queues_then_refuses_and_a_flood_without_the_token_has_its_own_bu
         "wrong token", "wrong token", "wrong token", "wrong token",
         "missing or wrong token, and too many such calls at once; send metadata "
         "'authorization"]
-    assert refusal(flood[4], "unary_unary")[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert refusal(flood[4], "unary_unary") == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or wrong token, and too many such calls at once; send metadata "
+        "'authorization: Bearer <token>'")
     assert (access.delayed, access.refused) == (2, 1)
     assert waits == pytest.approx([1 / rate, 2 / rate], rel=1e-3)
     # the token holder's budget is untouched by that flood: 2 at once, then queued until
