@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,17 @@ def test_backwards_reading_skips_damage_and_names_its_byte_offset(
         f"{path} (byte 0): skipping a torn or corrupt journal record: Expecting value: line 1 "
         "column 7 (char 6)"]
     assert caplog.text.count("skipping") == 2  # the blank line is not damage
+
+
+def test_a_journal_reads_back_the_same_under_a_non_utf8_locale(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append([ChangeEvent(1, 0.0, "set", "lr", None, "café", "Zoë")])
+    # a POSIX locale without UTF-8 mode: Python's default text encoding is then ASCII
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0"}
+    code = ("import sys; from livetune_rl.journal import read_journal; "
+            "[e] = read_journal(sys.argv[1]); print(ascii((e.new, e.source)))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == ascii(("café", "Zoë"))
