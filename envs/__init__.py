@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import gymnasium
 
+from ..env_ids import HUNGRY_THIRSTY_ID
 from .hungry_thirsty import DEFAULT_REWARD_WEIGHTS, REWARD_COMPONENTS, Action, HungryThirstyEnv
 
 __all__ = ["DEFAULT_REWARD_WEIGHTS", "HUNGRY_THIRSTY_ID", "REWARD_COMPONENTS", "Action",
            "HungryThirstyEnv"]
-
-HUNGRY_THIRSTY_ID = "livetune/HungryThirsty-v0"
 
 if HUNGRY_THIRSTY_ID not in gymnasium.registry:  # importing twice (or reloading) is harmless
     gymnasium.register(

@@ -141,11 +141,13 @@ class Args:
     n_epochs: int = 10
     gamma: float = 0.99
     tuner_patience: int = 2
-    tuner_settle: int = 3
+    tuner_settle: int = 8
     tuner_judge: int = 2
     tuner_step: float = 0.25
     tuner_min_delta: float = 1.0
     tuner_width: int = 1
+    arms: str = ""
+    """comma-separated arms to run (default: every arm); e.g. ``live_B`` for a designer pilot"""
     pilot: bool = False
     """run on the held-out layouts and seeds 900+ (to choose tuner settings); not reported"""
     out: str = str(REPO / "experiments" / "results")
@@ -490,9 +492,7 @@ def summarize(args: Args, runs: list[dict[str, Any]], restart: dict[str, Any],
             "success": [sa, sb], "fisher_p": p}
     return {
         "experiment": "rl_reward_reshaping", "complete": complete,
-        "command": " ".join(["python", "experiments/rl_reward_reshaping.py",
-                             *(["--quick"] if args.quick else []),
-                             *(["--pilot"] if args.pilot else [])]),
+        "command": command_line(args),
         "args": dataclasses.asdict(args),
         "algorithm": {"name": "PPO", "policy": "MlpPolicy", **args.hyper()},
         "designs": DESIGNS, "fitness_reward": FITNESS_REWARD, "arm_names": ARM_NAMES,
@@ -504,6 +504,23 @@ def summarize(args: Args, runs: list[dict[str, Any]], restart: dict[str, Any],
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "wall_seconds_total": wall,
     }
+
+
+def command_line(args: Args) -> str:
+    """The command that reruns ``args``: the script with every flag that differs from its
+    default (``--quick`` stands for its own settings)."""
+    default = Args()
+    flags = []
+    if args.quick:
+        default.apply_quick()
+    for f in dataclasses.fields(Args):
+        value = getattr(args, f.name)
+        if f.name in ("out", "replot") or value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        flags.append(flag if isinstance(value, bool) else f"{flag} {value}")
+    flags.sort(key=lambda x: x != "--quick")
+    return " ".join(["python", "experiments/rl_reward_reshaping.py", *flags])
 
 
 def sensitivity_table(args: Args, runs: list[dict[str, Any]], labels: list[str],
@@ -789,6 +806,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # seed by seed, so that a run stopped early has whole seeds; the sensitivity runs
     # (other restart costs) after every seed's main runs
+    chosen = set(args.arms.split(",")) - {""} or set(ARM_NAMES)
+    unknown = chosen - set(ARM_NAMES)
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm(s) {sorted(unknown)}; the arms are "
+                         f"{', '.join(ARM_NAMES)}")
     first_jobs = []
     for seed, _ in seeds_layouts:
         first_jobs += [job(arm, seed) for arm in ("live_B", "objective_A", "ceiling",
@@ -796,6 +818,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         first_jobs += [restart_job(arm, seed, *costs[0]) for arm in ("scratch_B", "ckpt_B")]
     first_jobs += [restart_job(arm, seed, label, seconds) for label, seconds in costs[1:]
                    for seed, _ in seeds_layouts for arm in ("scratch_B", "ckpt_B")]
+    first_jobs = [j for j in first_jobs if j["arm"] in chosen]
     ctx = mp.get_context("spawn")
     summary: dict[str, Any] = {}
     with cf.ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
@@ -803,6 +826,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         queue: list[dict[str, Any]] = []  # not yet handed to the pool; matched runs go first
 
         def submit(j: dict[str, Any], first: bool = False) -> None:
+            if j["arm"] not in chosen:
+                return
             if "copy_of" in j:
                 waiting.append(j)
             else:

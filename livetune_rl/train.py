@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .env_ids import HUNGRY_THIRSTY_ID
 from .private import write_private
 from .server import MAX_CALLS_PER_SECOND
 from .values import LiveTuneError
@@ -38,14 +39,19 @@ FAST_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 256, "batch_size": 128, "n_epochs": 10, "learning_rate": 1e-3,
             "ent_coef": 0.01},
 }
-HUNGRY_THIRSTY = "livetune/HungryThirsty-v0"
+
+
+class TrainError(LiveTuneError, ValueError):
+    """A run that cannot start as configured (its directory exists, the algorithm does not fit
+    the env's action space, the checkpoint to resume is not one). ``livetune train`` prints it
+    and exits with status 1."""
 
 
 @dataclass
 class TrainConfig:
     """Arguments of ``livetune train`` (also usable from Python: ``train(TrainConfig(...))``)."""
 
-    env: str = HUNGRY_THIRSTY
+    env: str = HUNGRY_THIRSTY_ID
     algo: str = "ppo"
     timesteps: int = 200_000
     n_envs: int = 4
@@ -185,13 +191,13 @@ def _main(args: argparse.Namespace) -> int:
         threads=args.threads, resume=args.resume, serve_process=args.serve_process,
         max_calls_per_second=args.max_calls_per_second,
     )
-    if config.resume:
-        config = _resumed_config(config, args.timesteps != TrainConfig.timesteps,
-                                 drop_token=args.no_token,
-                                 keep_given=args.keep_checkpoints != TrainConfig.keep_checkpoints)
     try:
+        if config.resume:
+            config = _resumed_config(
+                config, args.timesteps != TrainConfig.timesteps, drop_token=args.no_token,
+                keep_given=args.keep_checkpoints != TrainConfig.keep_checkpoints)
         train(config)
-    except LiveTuneError as exc:
+    except LiveTuneError as exc:  # the library raises, the command prints and exits 1
         raise SystemExit(f"livetune: error: {exc}") from None
     return 0
 
@@ -216,21 +222,18 @@ def _resumed_config(given: TrainConfig, timesteps_given: bool, *, drop_token: bo
     checkpoint = Path(given.resume)  # type: ignore[arg-type]
     saved_path = checkpoint.parent.parent / "config.json"
     if not (checkpoint / "model.zip").is_file() or not saved_path.is_file():
-        raise SystemExit(f"livetune: error: {checkpoint} is not a checkpoint of a livetune "
-                         "train run (expected model.zip there and ../../config.json)")
-    try:
-        for path in (checkpoint.parent.parent, saved_path, checkpoint.parent, checkpoint,
-                     *sorted(p for p in checkpoint.iterdir() if not p.name.startswith("."))):
-            check_trusted(path, "a checkpoint")  # loading it runs code from it
-    except LiveTuneError as exc:
-        raise SystemExit(f"livetune: error: {exc}") from None
+        raise TrainError(f"{checkpoint} is not a checkpoint of a livetune train run "
+                         "(expected model.zip there and ../../config.json)")
+    for path in (checkpoint.parent.parent, saved_path, checkpoint.parent, checkpoint,
+                 *sorted(p for p in checkpoint.iterdir() if not p.name.startswith("."))):
+        check_trusted(path, "a checkpoint")  # loading it runs code from it
     data = json.loads(saved_path.read_text())
     required = bool(data.get("token_required", data.get("token")))  # old configs: the token
     saved = TrainConfig(**{k: v for k, v in data.items()
                            if k in TrainConfig.__dataclass_fields__ and k != "token"})
     if required and not given.token and not drop_token:
-        raise SystemExit(
-            f"livetune: error: the run {checkpoint.parent.parent.name!r} required a token; "
+        raise TrainError(
+            f"the run {checkpoint.parent.parent.name!r} required a token; "
             "resuming keeps that: give it with --token-file FILE or $LIVETUNE_TOKEN (or "
             "pass --no-token to serve this run without one from now on)")
     saved.resume = str(checkpoint)
@@ -257,8 +260,8 @@ def _run_directory(config: TrainConfig, name: str) -> Path:
     try:
         return new_private_dir(run_dir)
     except FileExistsError:
-        raise SystemExit(
-            f"livetune: error: the run directory {run_dir} already exists; livetune never "
+        raise TrainError(
+            f"the run directory {run_dir} already exists; livetune never "
             f"writes into a run it did not start: pick another --run-name, or continue "
             f"that run with --resume {run_dir}/checkpoints/<tag>") from None
 
@@ -289,10 +292,16 @@ def _env_factory(config: TrainConfig, weights: dict[str, float] | None) -> Any:
 
 
 def _env_kwargs(config: TrainConfig) -> dict[str, Any]:
-    if config.env == HUNGRY_THIRSTY:
+    if config.env == HUNGRY_THIRSTY_ID:
         layout = config.layout_seed if config.layout_seed is not None else config.seed
         return {"layout_seed": layout}  # one food/water layout for every copy
     return {}
+
+
+def _outcome_keys(env_id: str) -> tuple[str, ...]:
+    """The ``info`` numbers that measure what ``env_id`` is really for (Hungry-Thirsty:
+    ``fitness``, the steps not hungry; other envs: none, their reward is the outcome)."""
+    return ("fitness",) if env_id == HUNGRY_THIRSTY_ID else ()
 
 
 def _register_envs(env_id: str) -> None:
@@ -319,7 +328,12 @@ class _EnvFactory:
 
 
 def train(config: TrainConfig) -> Any:
-    """Run the main job; returns the trained model."""
+    """Run the main job; returns the trained model.
+
+    :param config: the run's settings (``livetune train``'s options).
+    :raises TrainError: the run cannot start as configured (nothing was trained).
+    :raises LiveTuneError: a refused serve setting (address, run name, pacing).
+    """
     import gymnasium as gym
     import stable_baselines3 as sb3
     from stable_baselines3.common.env_util import make_vec_env
@@ -341,7 +355,7 @@ def train(config: TrainConfig) -> Any:
     write_private(run_dir / "config.json", json.dumps(saved_config(config), indent=2))
 
     weights = dict(config.reward)
-    if config.env == HUNGRY_THIRSTY:
+    if config.env == HUNGRY_THIRSTY_ID:
         from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS
 
         # start from the fitness-aligned reward (1 when not hungry); --reward overrides some
@@ -366,17 +380,21 @@ def train(config: TrainConfig) -> Any:
     kwargs.update(config.hyper)
     space = venv.action_space
     if config.algo in ("sac", "td3") and not isinstance(space, gym.spaces.Box):
-        raise SystemExit(f"livetune: error: {config.algo} needs a continuous action space; "
-                         f"{config.env} has {space}")
+        venv.close()
+        eval_env.close()
+        raise TrainError(f"{config.algo} needs a continuous action space; {config.env} has "
+                         f"{space}: pick ppo, a2c or dqn for it")
     if config.algo == "dqn" and not isinstance(space, gym.spaces.Discrete):
-        raise SystemExit(f"livetune: error: dqn needs a discrete action space; {config.env} "
-                         f"has {space}")
+        venv.close()
+        eval_env.close()
+        raise TrainError(f"dqn needs a discrete action space; {config.env} has {space}: "
+                         "pick ppo, a2c, sac or td3 for it")
     registry = Registry()
     journal = run_dir / "journal.jsonl"
     saved_values: dict[str, Any] = {}
     journaled: dict[str, tuple[int, Any]] = {}
     if config.resume:
-        from .sb3.callback import load_checkpoint
+        from .sb3.checkpoint import load_checkpoint
 
         model, saved_values = load_checkpoint(config.resume, env=venv, device=config.device,
                                               tensorboard_log=str(run_dir / "tb"))
@@ -389,7 +407,11 @@ def train(config: TrainConfig) -> Any:
                                 eval_every=config.eval_every,
                                 checkpoint_every=config.checkpoint_every,
                                 keep_checkpoints=config.keep_checkpoints,
-                                episode_info_keys=("fitness",))  # for `livetune tune --credit`
+                                # the env's own outcome, where it reports one: in the
+                                # evaluations (mean_fitness) and per training episode (for
+                                # `livetune tune --credit`)
+                                eval_info_keys=_outcome_keys(config.env),
+                                episode_info_keys=_outcome_keys(config.env))
     callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
     if config.resume:
         # the start record lists the values in effect (knobs registered first); then the

@@ -2,7 +2,11 @@
 
 ``reward = scale * sum(weights[c] * components[c])``, where the components come from the env's
 ``info["reward_components"]`` (any env that reports them, Hungry-Thirsty does) or from a
-function ``component_fn(obs, action, next_obs, info) -> {name: value}`` you pass.
+function ``component_fn(obs, action, next_obs, info) -> {name: value}`` you pass. The
+component named ``env`` is the wrapped env's own reward: ``weights={"env": 1.0, "tilt": -2.0}``
+with a ``component_fn`` that returns ``tilt`` gives ``r_env - 2 * tilt``, and ``reward.env`` is
+live like any weight; with ``env`` alone the wrapper is the identity with a live scale. That
+is the usual way to shape any Gymnasium env.
 
 The wrapper runs in two modes:
 
@@ -34,6 +38,16 @@ Example::
     ...                         registry=reg)
     >>> sorted(reg.values())[:2]
     ['reward.hungry_not_thirsty', 'reward.hungry_thirsty']
+
+Shaping any env: keep its own reward (``env``) and subtract a penalty on the pole's angle::
+
+    >>> tilt = lambda obs, action, next_obs, info: {"tilt": abs(float(next_obs[2]))}
+    >>> cart = LiveRewardWrapper(gym.make("CartPole-v1"), {"env": 1.0, "tilt": -2.0},
+    ...                          component_fn=tilt)
+    >>> obs, _ = cart.reset(seed=0)
+    >>> obs, reward, *_ = cart.step(0)
+    >>> reward == 1.0 - 2.0 * abs(float(obs[2]))
+    True
 """
 
 from __future__ import annotations
@@ -50,6 +64,8 @@ ComponentFn = Callable[[Any, Any, Any, dict[str, Any]], Mapping[str, float]]
 
 REWARD_PREFIX = "reward"
 SCALE = "scale"
+ENV = "env"
+"""The component that is the wrapped env's own reward."""
 
 
 class RewardWeights(dict[str, float]):
@@ -185,7 +201,7 @@ class LiveRewardWrapper(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        obs, _, terminated, truncated, info = self.env.step(action)
+        obs, env_reward, terminated, truncated, info = self.env.step(action)
         if self.component_fn is not None:
             parts = self.component_fn(self._last_obs, action, obs, info)
             info["reward_components"] = dict(parts)
@@ -200,7 +216,7 @@ class LiveRewardWrapper(gym.Wrapper):
         total = 0.0
         totals = self._episode_totals
         for i, name in enumerate(self.components):
-            value = parts.get(name)
+            value = float(env_reward) if name == ENV else parts.get(name)
             if value:
                 total += weights[i] * value
                 totals[i] += value

@@ -116,3 +116,46 @@ def test_episode_totals_of_each_component_come_on_the_last_step() -> None:
         assert all("episode_reward_components" not in i for i in infos[:-1])
         # a=1 on each of 9 steps; b=2 on the 5 odd steps; weights do not enter the totals
         assert infos[-1]["episode_reward_components"] == {"a": 9.0, "b": 10.0}
+
+
+# --------------------------------------------------------------------------- the env's own reward
+class _Scored(gym.Env):
+    """Reward 3.0 per step and a component ``tilt`` of 0.5 in its info."""
+
+    observation_space = gym.spaces.Discrete(1)
+    action_space = gym.spaces.Discrete(1)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:
+        return 0, {}
+
+    def step(self, action: int) -> tuple:
+        return 0, 3.0, False, False, {"reward_components": {"tilt": 0.5}}
+
+
+def test_the_env_component_is_the_wrapped_env_s_own_reward() -> None:
+    env = LiveRewardWrapper(_Scored(), {"env": 1.0, "tilt": -2.0})
+    env.reset()
+    assert env.step(0)[1] == 3.0 - 2.0 * 0.5
+    env.set_reward_weights({"env": 0.5})
+    assert env.step(0)[1] == 0.5 * 3.0 - 2.0 * 0.5
+
+
+def test_env_alone_is_the_identity_with_a_live_scale() -> None:
+    from livetune_rl import Registry
+
+    reg = Registry()
+    env = LiveRewardWrapper(_Scored(), {"env": 1.0}, registry=reg)
+    env.reset()
+    assert env.step(0)[1] == 3.0
+    reg.set({"reward.scale": 2.0})
+    _, reward, _, _, info = env.step(0)
+    assert reward == 6.0 and info["reward_weights"] == {"env": 1.0}
+
+
+def test_the_env_reward_is_summed_per_episode() -> None:
+    env = LiveRewardWrapper(gym.wrappers.TimeLimit(_Scored(), max_episode_steps=2),
+                            {"env": 1.0, "tilt": 1.0})
+    env.reset()
+    env.step(0)
+    info = env.step(0)[4]
+    assert info["episode_reward_components"] == {"env": 6.0, "tilt": 1.0}

@@ -1,5 +1,9 @@
-"""Stable-Baselines3 integration: a callback that makes live knobs stick, live schedules that
+"""Stable-Baselines3 integration: callbacks that make live knobs stick, live schedules that
 pickle cleanly, and a replay buffer that re-labels rewards when the reward design changes.
+
+``LiveTuneCallback`` composes the small callbacks (``RewardCallback``, ``KnobsCallback``,
+``EpisodeTermsCallback``, ``TriggersCallback``); each can also be used alone in a
+``CallbackList`` of your own.
 
 Example::
 
@@ -14,17 +18,30 @@ Example::
 
 from .algorithm_knobs import KNOBS, KnobDef, knobs_for, optimizers
 from .buffers import RelabelingReplayBuffer
-from .callback import LiveTuneCallback, load_checkpoint
+from .callback import LiveTuneCallback
+from .checkpoint import Checkpointer, load_checkpoint, prune_checkpoints
+from .episodes import EpisodeTermsCallback
+from .evaluation import Evaluator
+from .knobs import KnobsCallback
+from .reward import RewardCallback
 from .schedules import LiveSchedule, live_schedule
+from .triggers import TriggersCallback
 
 __all__ = [
     "KNOBS",
+    "Checkpointer",
+    "EpisodeTermsCallback",
+    "Evaluator",
     "KnobDef",
+    "KnobsCallback",
     "LiveSchedule",
     "LiveTuneCallback",
     "RelabelingReplayBuffer",
+    "RewardCallback",
+    "TriggersCallback",
     "knobs_for",
     "live_schedule",
     "load_checkpoint",
     "optimizers",
+    "prune_checkpoints",
 ]

@@ -59,6 +59,8 @@ class KnobDef:
     min: float | int | None = None
     max: float | int | None = None
     check: Callable[[BaseAlgorithm], Check | None] = field(default=lambda m: None)
+    every_step: bool = False
+    """applied at the next env step (SB3 recomputes it every step) instead of the rollout end"""
 
 
 # _has, _is and _set are bound in the table with functools.partial, not made into closures at
@@ -155,7 +157,7 @@ KNOBS: tuple[KnobDef, ...] = (
             check=lambda m: lambda v: None if v > 0 else "must be > 0"),
     KnobDef("exploration_rate", "DQN epsilon (replaces its exploration schedule)",
             partial(_is, algo="DQN"), lambda m: float(m.exploration_rate),
-            _apply_exploration, min=0.0, max=1.0),
+            _apply_exploration, min=0.0, max=1.0, every_step=True),
     KnobDef("gamma", "discount factor (also the rollout buffer's copy)",
             partial(_has, attr="gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
     KnobDef("gae_lambda", "GAE lambda (also the rollout buffer's copy)",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client, ClientError
+from ..evaluation import EVENT, EvaluateEvent
 from ..values import Value
 from .policy import Action, HillClimbPolicy, PolicyConfig
 
@@ -38,7 +39,7 @@ class Tuner:
         echo: print decisions.
     """
 
-    def __init__(self, client: Client, config: PolicyConfig, *, event: str = "evaluate",
+    def __init__(self, client: Client, config: PolicyConfig, *, event: str = EVENT,
                  log: str | Path | None = None, echo: bool = True) -> None:
         self.client = client
         self.config = config
@@ -97,15 +98,14 @@ class Tuner:
                     self.values[change.name] = change.new  # type: ignore[assignment]
                     self.versions[change.name] = change.v
                 elif change.kind == "event" and change.name == self.event:
-                    metric = change.data.get(self.config.metric)
-                    if not isinstance(metric, (int, float)):
+                    evaluation = EvaluateEvent.from_data(change.data)
+                    metric = evaluation.metric(self.config.metric)
+                    if metric is None:
                         continue
-                    total = change.data.get("total_timesteps")
-                    episodes = change.data.get("train_episodes")
                     action = self.policy.observe(
-                        float(metric), self.values, step=change.step,
-                        total=int(total) if isinstance(total, (int, float)) else None,
-                        episodes=episodes if isinstance(episodes, dict) else None)
+                        metric, self.values, step=change.step,
+                        total=evaluation.total_timesteps,
+                        episodes=evaluation.train_episodes or None)
                     self._record({"step": change.step, "metric": metric,
                                   "values": {n: self.values[n] for n in self.policy.tunables}})
                     if action is not None:

@@ -15,6 +15,10 @@ Knobs (deferred: ``livetune ls`` shows them pending until the loop applies them)
 ``checkpoint``, ``evaluate``, ``stop``, ``lr_drop`` (multiply the base rate by
 ``lr_drop_factor``). Optimizer state (momentum buffers) is never rebuilt.
 
+Each knob and each trigger is one row of :data:`KNOB_ROWS` / :data:`TRIGGER_ROWS` (a new knob
+is a new row); the knobs are applied by :class:`~livetune_rl.knobs.Knobs`, the package's one
+safe-point mechanism (a follower's on the ranks other than 0).
+
 The loop applies a :class:`ControlSnapshot` rather than reading the variables one by one, so
 that in DDP every rank applies exactly what rank 0 read (see :mod:`.distributed`). Rank 0 owns
 the registry and journals each applied change with the global iteration as ``step`` and
@@ -41,20 +45,22 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from torch import nn
 
+from ..knobs import Knobs, Reading
 from ..registry import LiveTrigger, LiveVariable, Registry
-from ..values import Value
+from ..values import Check, Value
 from .models import dropout_layers, set_dropout
 from .sampler import LiveBatchSampler
 from .schedule import set_base_lr
 
-KNOBS = ("learning_rate", "momentum", "weight_decay", "batch_size", "dropout")
-TRIGGERS = ("checkpoint", "evaluate", "stop", "lr_drop")
 LR_MIN, LR_MAX = 0.0, 10.0
+LR_DROP_FACTOR = "lr_drop_factor"
 
 
 @dataclass
@@ -66,6 +72,125 @@ class KnobTargets:
     sampler: LiveBatchSampler
     scheduler: Any = None
     nesterov: bool = False
+
+
+# ----------------------------------------------------------------- the knobs, one row each
+@dataclass(frozen=True)
+class KnobRow:
+    """One vision knob: how it is read from the targets, checked and put into effect."""
+
+    name: str
+    help: str
+    kind: type[float] | type[int]
+    min: float | int
+    max: float | int
+    current: Callable[[KnobTargets], float]
+    """its value in the targets now (the default when no initial value is given)"""
+    apply: Callable[[KnobTargets, float], Value]
+    """puts a value into effect; returns the value in effect"""
+    check: Callable[[KnobTargets], Check | None] = lambda targets: None
+    """an extra rule that depends on the targets"""
+
+
+def _group0(targets: KnobTargets) -> Any:
+    return targets.optimizer.param_groups[0]
+
+
+def _current_momentum(targets: KnobTargets) -> float:
+    group = _group0(targets)
+    return float(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
+
+
+def _apply_lr(targets: KnobTargets, value: float) -> Value:
+    return set_base_lr(targets.optimizer, targets.scheduler, value)
+
+
+def _apply_momentum(targets: KnobTargets, value: float) -> Value:
+    for group in targets.optimizer.param_groups:
+        if "betas" in group:
+            group["betas"] = (value, group["betas"][1])
+        else:
+            group["momentum"] = value
+    return value
+
+
+def _apply_weight_decay(targets: KnobTargets, value: float) -> Value:
+    for group in targets.optimizer.param_groups:
+        group["weight_decay"] = value
+    return value
+
+
+def _apply_batch_size(targets: KnobTargets, value: float) -> Value:
+    targets.sampler.batch_size = int(value)
+    return int(value)
+
+
+def _apply_dropout(targets: KnobTargets, value: float) -> Value:
+    set_dropout(targets.model, value)
+    return value
+
+
+def _momentum_check(targets: KnobTargets) -> Check:
+    def check(value: Value) -> str | None:
+        if targets.nesterov and float(value) <= 0:
+            return "Nesterov momentum needs momentum > 0 (the optimizer would refuse it)"
+        return None
+    return check
+
+
+def _batch_check(targets: KnobTargets) -> Check:
+    shard = targets.sampler.shard_size
+
+    def check(value: Value) -> str | None:
+        if int(value) > shard:
+            return f"larger than this rank's share of the training set ({shard} samples)"
+        return None
+    return check
+
+
+def _dropout_check(targets: KnobTargets) -> Check:
+    def check(value: Value) -> str | None:
+        if float(value) == 0 or dropout_layers(targets.model):
+            return None
+        return "the model has no dropout layers"
+    return check
+
+
+KNOB_ROWS: tuple[KnobRow, ...] = (
+    KnobRow("learning_rate", "base learning rate (x the LR schedule's factor)", float,
+            LR_MIN, LR_MAX, lambda t: float(_group0(t).get("initial_lr", _group0(t)["lr"])),
+            _apply_lr),
+    KnobRow("momentum", "SGD momentum (Adam: beta1); buffers kept", float, 0.0, 0.999,
+            _current_momentum, _apply_momentum, _momentum_check),
+    KnobRow("weight_decay", "L2 weight decay of every param group", float, 0.0, 1.0,
+            lambda t: float(_group0(t).get("weight_decay", 0.0)), _apply_weight_decay),
+    KnobRow("batch_size", "per-rank batch size, from the next batch cut", int, 1, 1 << 20,
+            lambda t: t.sampler.batch_size, _apply_batch_size, _batch_check),
+    KnobRow("dropout", "p of every dropout layer", float, 0.0, 1.0,
+            lambda t: float(dropout_layers(t.model)[0].p) if dropout_layers(t.model) else 0.0,
+            _apply_dropout, _dropout_check),
+)
+KNOBS = tuple(row.name for row in KNOB_ROWS)
+
+
+# ----------------------------------------------------------------- the triggers, one row each
+@dataclass(frozen=True)
+class TriggerRow:
+    """One vision trigger; the loop reads how many fires to act on from :class:`Actions`."""
+
+    name: str
+    help: str
+    max_pending: int | None = 1
+    """fires that may wait at once (None: every fire counts, e.g. two drops multiply twice)"""
+
+
+TRIGGER_ROWS: tuple[TriggerRow, ...] = (
+    TriggerRow("checkpoint", "save a checkpoint at the next iteration"),
+    TriggerRow("evaluate", "evaluate on the validation set at the next iteration"),
+    TriggerRow("stop", "checkpoint and end training at the next iteration"),
+    TriggerRow("lr_drop", "multiply learning_rate by lr_drop_factor", max_pending=None),
+)
+TRIGGERS = tuple(row.name for row in TRIGGER_ROWS)
 
 
 @dataclass(frozen=True)
@@ -83,21 +208,28 @@ class Actions:
     """What :meth:`LiveControl.apply` did and what the loop must do now."""
 
     applied: dict[str, Value] = field(default_factory=dict)
-    checkpoint: int = 0
-    evaluate: int = 0
-    stop: bool = False
-    lr_drops: int = 0
+    fires: dict[str, int] = field(default_factory=dict)
+    """fires of each trigger to act on now, by name"""
     seconds: float = 0.0
 
+    @property
+    def checkpoint(self) -> int:
+        return self.fires.get("checkpoint", 0)
+
+    @property
+    def evaluate(self) -> int:
+        return self.fires.get("evaluate", 0)
+
+    @property
+    def stop(self) -> bool:
+        return self.fires.get("stop", 0) > 0
+
+    @property
+    def lr_drops(self) -> int:
+        return self.fires.get("lr_drop", 0)
+
     def __bool__(self) -> bool:
-        return bool(self.applied or self.checkpoint or self.evaluate or self.stop
-                    or self.lr_drops)
-
-
-def _optimizer_values(optimizer: Any) -> dict[str, float]:
-    group = optimizer.param_groups[0]
-    momentum = group["betas"][0] if "betas" in group else group.get("momentum", 0.0)
-    return {"momentum": float(momentum), "weight_decay": float(group.get("weight_decay", 0.0))}
+        return bool(self.applied or any(self.fires.values()))
 
 
 class LiveControl:
@@ -115,80 +247,48 @@ class LiveControl:
                  initial: dict[str, Value] | None = None) -> None:
         self.registry = registry
         self.targets = targets
-        current: dict[str, Value] = {
-            "learning_rate": float(targets.optimizer.param_groups[0].get(
-                "initial_lr", targets.optimizer.param_groups[0]["lr"])),
-            **_optimizer_values(targets.optimizer),
-            "batch_size": int(targets.sampler.batch_size),
-            "dropout": float(dropout_layers(targets.model)[0].p)
-            if dropout_layers(targets.model) else 0.0,
-            "lr_drop_factor": 0.1,
-        }
+        current: dict[str, Value] = {row.name: row.kind(row.current(targets))
+                                     for row in KNOB_ROWS}
+        current[LR_DROP_FACTOR] = 0.1
         current.update(initial or {})
         self.values: dict[str, Value] = dict(current)
-        self._applied: dict[str, int] = dict.fromkeys(self.values, 0)
-        self._handled: dict[str, int] = dict.fromkeys(TRIGGERS, 0)
+        self.knobs = Knobs(registry, timed=True) if registry is not None else \
+            Knobs.follower(timed=True)
         self.vars: dict[str, LiveVariable] = {}
         self.triggers: dict[str, LiveTrigger] = {}
+        self._factor_version = 0
+        self._handled: dict[str, int] = dict.fromkeys(TRIGGERS, 0)
         self._seen_registry = -1
         self._key = 0
+        for row in KNOB_ROWS:
+            value = row.kind(current[row.name])
+            put = partial(self._put, row)
+            if registry is None:
+                self.knobs.follow(row.name, value, put)
+            else:
+                self.vars[row.name] = self.knobs.add(
+                    row.name, value, put, min=row.min, max=row.max, help=row.help,
+                    check=row.check(targets))
+            put(value)  # put the initial value into effect
         if registry is not None:
-            self._register(registry, current)
-        for name in KNOBS:  # put the initial values into effect
-            self._apply_knob(name, current[name])
+            self.vars[LR_DROP_FACTOR] = LiveVariable(
+                LR_DROP_FACTOR, float(current[LR_DROP_FACTOR]), min=1e-6, max=1.0,
+                help="what `fire lr_drop` multiplies the learning rate by", registry=registry)
+            for trow in TRIGGER_ROWS:  # a fire of one with max_pending=1 joins one waiting
+                self.triggers[trow.name] = LiveTrigger(
+                    trow.name, trow.help, max_pending=trow.max_pending, registry=registry)
 
-    # ----------------------------------------------------------------- registration
-    def _register(self, reg: Registry, v: dict[str, Value]) -> None:
-        t = self.targets
-        shard = t.sampler.shard_size
-
-        def momentum_ok(value: Value) -> str | None:
-            if t.nesterov and float(value) <= 0:  # type: ignore[arg-type]
-                return "Nesterov momentum needs momentum > 0 (the optimizer would refuse it)"
-            return None
-
-        def batch_ok(value: Value) -> str | None:
-            if int(value) > shard:  # type: ignore[call-overload]
-                return f"larger than this rank's share of the training set ({shard} samples)"
-            return None
-
-        def dropout_ok(value: Value) -> str | None:
-            if float(value) == 0 or dropout_layers(t.model):  # type: ignore[arg-type]
-                return None
-            return "the model has no dropout layers"
-
-        add = self.vars.__setitem__
-        add("learning_rate", LiveVariable(
-            "learning_rate", float(v["learning_rate"]), min=LR_MIN, max=LR_MAX, deferred=True,
-            help="base learning rate (x the LR schedule's factor)", registry=reg))
-        add("momentum", LiveVariable(
-            "momentum", float(v["momentum"]), min=0.0, max=0.999, deferred=True,
-            check=momentum_ok, help="SGD momentum (Adam: beta1); buffers kept", registry=reg))
-        add("weight_decay", LiveVariable(
-            "weight_decay", float(v["weight_decay"]), min=0.0, max=1.0, deferred=True,
-            help="L2 weight decay of every param group", registry=reg))
-        add("batch_size", LiveVariable(
-            "batch_size", int(v["batch_size"]), min=1, max=1 << 20, deferred=True,
-            check=batch_ok, help="per-rank batch size, from the next batch cut", registry=reg))
-        add("dropout", LiveVariable(
-            "dropout", float(v["dropout"]), min=0.0, max=1.0, deferred=True, check=dropout_ok,
-            help="p of every dropout layer", registry=reg))
-        add("lr_drop_factor", LiveVariable(
-            "lr_drop_factor", float(v["lr_drop_factor"]), min=1e-6, max=1.0,
-            help="what `fire lr_drop` multiplies the learning rate by", registry=reg))
-        helps = {"checkpoint": "save a checkpoint at the next iteration",
-                 "evaluate": "evaluate on the validation set at the next iteration",
-                 "stop": "checkpoint and end training at the next iteration",
-                 "lr_drop": "multiply learning_rate by lr_drop_factor"}
-        for name in TRIGGERS:  # each lr_drop counts (two drops: two multiplications);
-            # a fire of the others joins one still waiting (their action runs once)
-            self.triggers[name] = LiveTrigger(
-                name, helps[name], max_pending=None if name == "lr_drop" else 1, registry=reg)
+    def _put(self, row: KnobRow, value: Value) -> Value:
+        """Put ``value`` of ``row`` into effect; returns the value in effect."""
+        in_effect = row.apply(self.targets, float(value))
+        self.values[row.name] = value
+        return in_effect
 
     def close(self) -> None:
         """Unregister every variable and trigger (a new loop can then register them)."""
         if self.registry is None:
             return
+        self.knobs.close()
         for name in [*self.vars, *self.triggers]:
             if name in self.registry:
                 self.registry.remove(name)
@@ -211,38 +311,14 @@ class LiveControl:
     def snapshot(self) -> ControlSnapshot:
         """Read every knob (version before value, so a racing set is applied next time)."""
         key = self.key()
-        versions = {n: v.version for n, v in self.vars.items()}
+        reading = self.knobs.read(everything=True)
+        factor = self.vars[LR_DROP_FACTOR]
+        factor_version = factor.version
         fires = {n: t.fires for n, t in self.triggers.items()}
-        values = {n: v.value for n, v in self.vars.items()}
-        return ControlSnapshot(key, values, versions, fires)
+        return ControlSnapshot(key, {**reading.values, LR_DROP_FACTOR: factor.value},
+                               {**reading.versions, LR_DROP_FACTOR: factor_version}, fires)
 
     # ----------------------------------------------------------------- applying
-    def _apply_knob(self, name: str, value: Value) -> Value:
-        t = self.targets
-        if name == "learning_rate":
-            in_effect: Value = set_base_lr(t.optimizer, t.scheduler, float(value))  # type: ignore[arg-type]
-        elif name == "momentum":
-            for group in t.optimizer.param_groups:
-                if "betas" in group:
-                    group["betas"] = (float(value), group["betas"][1])  # type: ignore[arg-type]
-                else:
-                    group["momentum"] = float(value)  # type: ignore[arg-type]
-            in_effect = float(value)  # type: ignore[arg-type]
-        elif name == "weight_decay":
-            for group in t.optimizer.param_groups:
-                group["weight_decay"] = float(value)  # type: ignore[arg-type]
-            in_effect = float(value)  # type: ignore[arg-type]
-        elif name == "batch_size":
-            t.sampler.batch_size = int(value)  # type: ignore[call-overload]
-            in_effect = int(value)  # type: ignore[call-overload]
-        elif name == "dropout":
-            set_dropout(t.model, float(value))  # type: ignore[arg-type]
-            in_effect = float(value)  # type: ignore[arg-type]
-        else:
-            in_effect = value
-        self.values[name] = value
-        return in_effect
-
     def apply(self, snap: ControlSnapshot, *, epoch: int, iteration: int,
               step: int) -> Actions:
         """Apply every knob whose version is newer than the last applied one, consume fires.
@@ -254,18 +330,14 @@ class LiveControl:
         started = time.perf_counter()
         actions = Actions()
         where = {"epoch": epoch, "iteration": iteration}
-        for name in (*KNOBS, "lr_drop_factor"):
-            version = snap.versions.get(name, 0)
-            if version <= self._applied[name]:
-                continue
-            t0 = time.perf_counter()
-            in_effect = self._apply_knob(name, snap.values[name])
-            spent = time.perf_counter() - t0
-            self._applied[name] = version
-            actions.applied[name] = in_effect
-            if self.registry is not None and name in KNOBS:
-                self.registry.mark_applied(name, step=step, version=version, value=in_effect,
-                                           data={**where, "apply_s": spent})
+        reading = Reading({n: v for n, v in snap.versions.items() if n in KNOBS}, snap.values)
+        for done in self.knobs.apply(reading, step=step, data=where):
+            actions.applied[done.name] = done.value
+        version = snap.versions.get(LR_DROP_FACTOR, 0)
+        if version > self._factor_version:
+            self._factor_version = version
+            self.values[LR_DROP_FACTOR] = actions.applied[LR_DROP_FACTOR] = \
+                snap.values[LR_DROP_FACTOR]
         for name in TRIGGERS:
             count = snap.fires.get(name, 0) - self._handled[name]
             if count <= 0:
@@ -274,29 +346,23 @@ class LiveControl:
             if self.registry is not None:
                 for _ in range(count):
                     self.triggers[name].fired(step=step)
-            if name == "checkpoint":
-                actions.checkpoint = count
-            elif name == "evaluate":
-                actions.evaluate = count
-            elif name == "stop":
-                actions.stop = True
-            else:
-                actions.lr_drops = count
+            actions.fires[name] = count
         for _ in range(actions.lr_drops):
             self._drop_lr(step, where, actions)
         actions.seconds = time.perf_counter() - started
         return actions
 
     def _drop_lr(self, step: int, where: dict[str, int], actions: Actions) -> None:
-        new = min(LR_MAX, max(LR_MIN, float(self.values["learning_rate"])  # type: ignore[arg-type]
-                              * float(self.values["lr_drop_factor"])))  # type: ignore[arg-type]
-        in_effect = self._apply_knob("learning_rate", new)
-        actions.applied["learning_rate"] = in_effect
-        if self.registry is not None:
-            event = self.registry.set({"learning_rate": new}, source="lr_drop")[0]
-            self._applied["learning_rate"] = event.v
-            self.registry.mark_applied("learning_rate", step=step, version=event.v,
-                                       value=in_effect, data={**where, "lr_drop": True})
+        new = min(LR_MAX, max(LR_MIN, float(self.values["learning_rate"])
+                              * float(self.values[LR_DROP_FACTOR])))
+        if self.registry is None:  # a follower: rank 0 journals it
+            actions.applied["learning_rate"] = self._put(KNOB_ROWS[0], new)
+            return
+        event = self.registry.set({"learning_rate": new}, source="lr_drop")[0]
+        for done in self.knobs.apply(Reading({"learning_rate": event.v},
+                                             {"learning_rate": new}),
+                                     step=step, data={**where, "lr_drop": True}):
+            actions.applied[done.name] = done.value
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -309,10 +375,15 @@ class LiveControl:
         if self.registry is not None:
             changed = {k: v for k, v in values.items() if self.vars[k].value != v}
             if changed:
-                for event in self.registry.set(changed, source=source):
-                    self._applied[event.name] = event.v
-                    if event.name in KNOBS:
-                        self.registry.mark_applied(event.name, version=event.v,
-                                                   data={"resume": True})
+                events = self.registry.set(changed, source=source)
+                knobs = {e.name: e.v for e in events if e.name in KNOBS}
+                self.knobs.apply(Reading(knobs, {n: changed[n] for n in knobs}),
+                                 data={"resume": True})
+                if LR_DROP_FACTOR in changed:
+                    self._factor_version = self.vars[LR_DROP_FACTOR].version
+        rows = {row.name: row for row in KNOB_ROWS}
         for name, value in values.items():
-            self._apply_knob(name, value)
+            if name in rows:
+                self._put(rows[name], value)
+            else:
+                self.values[name] = value

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from ..evaluation import EVENT, EvaluateEvent
 from ..journal import read_journal_tail
 from ..private import ensure_private_dir, new_private_dir, write_private
 from ..registry import Registry
@@ -373,8 +374,8 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
                            device=device, sync=sync, workers=0)
         last_eval, eval_step = metrics, pos.step
         if registry is not None:
-            registry.record_event("evaluate", {**metrics, "epoch": pos.epoch,
-                                               "iteration": pos.iteration}, step=pos.step)
+            event = EvaluateEvent({**metrics, "epoch": pos.epoch, "iteration": pos.iteration})
+            registry.record_event(EVENT, event.to_data(), step=pos.step)
         if writer is not None:
             for key in ("loss", "acc1", "acc5"):
                 writer.add_scalar(f"val/{key}", metrics[key], pos.step)
