@@ -104,7 +104,8 @@ TARGETS: dict[str, Target] = {
                         "tests/test_sidecar.py::test_definitions_made_after_serving_are_served")),
     # small and quick: every mutant rather than a sample of 60
     "knobs": Target(("livetune_rl/knobs.py",),
-                    ("tests/test_registry.py", "tests/test_strength_knobs.py"), sample=0),
+                    ("tests/test_registry.py", "tests/test_strength_knobs.py",
+                     "tests/test_knobs_safe_points.py"), sample=0),
     "wrappers": Target(("livetune_rl/wrappers.py",),
                        ("tests/test_wrappers.py", "tests/test_strength_wrappers.py"), sample=0),
     "algorithm_knobs": Target(("livetune_rl/sb3/algorithm_knobs.py",),
@@ -115,8 +116,8 @@ TARGETS: dict[str, Target] = {
     # (its own group), so a callback split into several modules or a package stays measured.
     # Its tests train real SB3 models (seconds per mutant): a smaller sample
     "callback": Target(("livetune_rl/sb3/*.py", "livetune_rl/sb3/**/*.py"),
-                       ("tests/test_sb3.py", "tests/test_strength_sb3.py",
-                        "tests/test_strength_callback.py"),
+                       ("tests/test_sb3.py", "tests/test_sb3_parts.py",
+                        "tests/test_strength_sb3.py", "tests/test_strength_callback.py"),
                        exclude=("livetune_rl/sb3/__init__.py",
                                 "livetune_rl/sb3/algorithm_knobs.py"),
                        deselect=_SB3_SLOW, sample=30, timeout=300, slack=60.0),
