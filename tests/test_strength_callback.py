@@ -235,23 +235,25 @@ def test_only_the_newest_periodic_checkpoints_are_kept_and_requested_ones_stay(
 
     class FireAt(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps == 20:
+            if self.num_timesteps == 31:  # handled at step 32, a periodic step too
                 registry.fire("checkpoint")
             return True
 
     model.learn(80, callback=CallbackList([callback, FireAt()]))
     root = tmp_path / "run" / "checkpoints"
-    assert sorted(p.name for p in root.iterdir()) == ["step_21", "step_64", "step_80"]
-    meta = json.loads((root / "step_21" / "live_values.json").read_text())
-    assert meta["periodic"] is False and meta["num_timesteps"] == 21
+    # the requested checkpoint at step 32 stays one made on request when the periodic one
+    # writes into the same directory, so it is never pruned
+    assert sorted(p.name for p in root.iterdir()) == ["step_32", "step_64", "step_80"]
+    meta = json.loads((root / "step_32" / "live_values.json").read_text())
+    assert meta["periodic"] is False and meta["num_timesteps"] == 32
     assert json.loads((root / "step_80" / "live_values.json").read_text())["periodic"] is True
     events = [e.data for e in lt.read_journal(tmp_path / "j.jsonl") if e.name == "checkpoint"
               and e.kind == "event"]
     assert [e["path"] for e in events] == [str(root / f"step_{n}")
-                                           for n in (16, 21, 32, 48, 64, 80)]
+                                           for n in (16, 32, 32, 48, 64, 80)]
     assert events[-1]["files"] == ["model.zip", "vecnormalize.pkl", "live_values.json"]
     removed = [r for e in events for r in e.get("removed", [])]
-    assert removed == [str(root / f"step_{n}") for n in (16, 32, 48)]
+    assert removed == [str(root / f"step_{n}") for n in (16, 48)]
     loaded, values = load_checkpoint(root / "step_80")
     assert isinstance(loaded, PPO) and values == {"reward.alive": 1.0, "reward.scale": 1.0}
 
@@ -314,3 +316,27 @@ def test_without_a_run_directory_checkpoints_go_under_the_current_one(
     path = callback.checkpoint(tag="manual")
     assert path == Path("checkpoints") / "manual"
     assert (tmp_path / "checkpoints" / "manual" / "model.zip").is_file()
+
+
+def test_a_user_knobs_rule_and_a_user_triggers_help_reach_the_registry() -> None:
+    registry = lt.Registry()
+    callback = LiveTuneCallback(registry, knobs=[], reward=False)
+    callback.add_knob("my.even", 2, lambda v: None, check=lambda v: None if v % 2 == 0
+                      else "must be even")
+    callback.add_trigger("snapshot", lambda cb: {"at": cb.num_timesteps}, "save a snapshot")
+    callback.attach(PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16))
+    with pytest.raises(lt.InvalidValueError, match="must be even"):
+        registry.set({"my.even": 3})
+    assert registry.trigger("snapshot").help == "save a snapshot"
+
+
+def test_an_off_policy_checkpoint_holds_the_replay_buffer_and_loads_it(tmp_path: Path) -> None:
+    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=200, learning_starts=0, seed=0)
+    callback = LiveTuneCallback(lt.Registry(), knobs=["gamma"], run_dir=tmp_path)
+    model.learn(20, callback=callback)
+    path = callback.checkpoint(tag="manual")
+    assert sorted(p.name for p in path.iterdir()) == [
+        "live_values.json", "model.zip", "replay_buffer.pkl"]
+    loaded, values = load_checkpoint(path)
+    assert loaded.replay_buffer.size() == model.replay_buffer.size() == 20
+    assert values == {"gamma": model.gamma}
