@@ -21,6 +21,7 @@ from stable_baselines3.common.utils import FloatSchedule, LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import livetune_rl as lt
+from livetune_rl.private import UnsafePathError
 from livetune_rl.sb3 import (
     LiveSchedule,
     LiveTuneCallback,
@@ -340,3 +341,6 @@ def test_an_off_policy_checkpoint_holds_the_replay_buffer_and_loads_it(tmp_path:
     loaded, values = load_checkpoint(path)
     assert loaded.replay_buffer.size() == model.replay_buffer.size() == 20
     assert values == {"gamma": model.gamma}
+    (path / "replay_buffer.pkl").chmod(0o666)  # now anyone could have planted code in it
+    with pytest.raises(UnsafePathError, match=r"^refusing to load a checkpoint from "):
+        load_checkpoint(path)
