@@ -238,3 +238,19 @@ def test_knobs_without_a_registry_use_the_process_wide_one() -> None:
     finally:
         knobs.close()
     assert "strength_knobs_default_probe" not in default_registry()
+
+
+def test_a_variable_set_once_then_adopted_by_a_new_loop_is_applied_at_its_first_safe_point(
+        ) -> None:
+    registry = lt.Registry()
+    var = lt.LiveVariable("temperature", 1.0, registry=registry)
+    var.set(0.5)  # the first change this registry sees
+    seen: list[Value] = []
+    knobs = Knobs(registry)
+    knobs.adopt(var, seen.append)
+    assert [e.name for e in knobs.apply_pending(step=1)] == ["temperature"] and seen == [0.5]
+
+
+def test_a_knob_added_without_help_has_none() -> None:
+    knobs = Knobs(lt.Registry())
+    assert knobs.add("plain", 1, lambda v: None).help == ""

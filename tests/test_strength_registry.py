@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,32 @@ def test_default_registry_is_one_per_process() -> None:
         registry.remove(trig.name)
     finally:
         registry.remove(var.name)
+
+
+def test_a_fire_while_one_is_pending_joins_it_and_is_journaled_as_coalesced(
+        tmp_path: Path) -> None:
+    registry = lt.Registry(journal=tmp_path / "j.jsonl")
+    checkpoint = lt.LiveTrigger("checkpoint", registry=registry)  # the default: one pending
+    registry.step = 5
+    before = time.time()
+    first = registry.fire("checkpoint")
+    joined = registry.fire("checkpoint", source="peer")
+    after = time.time()
+    assert (checkpoint.fires, checkpoint.coalesced, checkpoint.pending) == (1, 1, 1)
+    assert checkpoint.fired() and not checkpoint.fired()  # one action answers both fires
+    records = [e for e in read_journal(tmp_path / "j.jsonl") if e.kind == "fire"]
+    assert records == [first, joined]
+    assert (joined.v, joined.name, joined.old, joined.new, joined.source, joined.step,
+            joined.applies, joined.data) == (first.v + 1, "checkpoint", None, 1, "peer", 5,
+                                             None, {"coalesced": True})
+    assert before <= first.t <= joined.t <= after
+
+
+def test_asking_for_a_trigger_by_a_variables_name_says_it_is_a_variable() -> None:
+    registry = lt.Registry()
+    lt.LiveVariable("gamma", 0.99, registry=registry)
+    with pytest.raises(lt.UnknownNameError, match=r"^no trigger \(it is a variable\) named "
+                                                  r"'gamma'$"):
+        registry.trigger("gamma")
+    with pytest.raises(lt.UnknownNameError, match=r"^no trigger named 'stop'$"):
+        registry.trigger("stop")

@@ -182,3 +182,47 @@ def test_unsafe_or_invalid_serve_arguments_are_refused_with_the_fix(
             check_serve_args(None, run, None, None, None, False)
     assert check_serve_args(None, "a" * 64, None, None, None, False)[0] == "a" * 64
     assert check_serve_args(None, "_a.b-c9", None, None, None, False)[0] == "_a.b-c9"
+
+
+def test_pacing_queues_then_refuses_and_a_flood_without_the_token_has_its_own_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+
+    async def no_wait(delay: float) -> None:  # record the pacing delay instead of sleeping it
+        waits.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    rate = 0.001  # slow enough that no budget refills while the test runs
+    access = AccessInterceptor("s3cret", rate, burst=2, max_queue=10)
+
+    async def continuation(details: Any) -> Any:
+        return HANDLERS["unary_unary"]
+
+    def call(token: str) -> Any:
+        details = Details("/livetune.v1.LiveTune/SetVariables",
+                          (("authorization", f"Bearer {token}"),))
+        return asyncio.run(access.intercept_service(continuation, details))
+
+    # without the token: 2 calls at once (the same burst), then queued up to a tenth of the
+    # queue (1 waiting), then refused for the flood before the token is even judged
+    flood = [call("nope") for _ in range(5)]
+    assert [refusal(h, "unary_unary")[1].split(":")[0] for h in flood] == [
+        "wrong token", "wrong token", "wrong token", "wrong token",
+        "missing or wrong token, and too many such calls at once; send metadata "
+        "'authorization"]
+    assert refusal(flood[4], "unary_unary") == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or wrong token, and too many such calls at once; send metadata "
+        "'authorization: Bearer <token>'")
+    assert (access.delayed, access.refused) == (2, 1)
+    assert waits == pytest.approx([1 / rate, 2 / rate], rel=1e-3)
+    # the token holder's budget is untouched by that flood: 2 at once, then queued until
+    # more than 10 wait
+    served = [call("s3cret") for _ in range(13)]
+    assert all(h is HANDLERS["unary_unary"] for h in served)
+    assert waits[2:] == pytest.approx([k / rate for k in range(1, 12)], rel=1e-3)
+    busy = call("s3cret")
+    assert refusal(busy, "unary_unary") == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "server busy: more than 10 calls are waiting (rate limit 0.001/s); retry later")
+    assert (access.delayed, access.refused) == (13, 2)

@@ -112,3 +112,23 @@ def test_unknown_name_error_carries_the_name_and_reads_plainly() -> None:
     assert str(error) == "no variable named 'learning_rat'; did you mean learning_rate?"
     assert str(UnknownNameError("zzz", ["gamma"], "trigger")) == "no trigger named 'zzz'"
     assert isinstance(error, KeyError)
+
+
+def test_each_part_of_a_definition_is_named_in_its_refusal() -> None:
+    with pytest.raises(InvalidValueError, match=r"^default: min 2.0 is greater than max 1.0$"):
+        Spec.for_default(0.5, min=2.0, max=1.0)  # no name given
+    with pytest.raises(InvalidValueError, match=r"^lr min: 'abc' is not a float$"):
+        Spec.for_default(0.5, min="abc", name="lr")
+    with pytest.raises(InvalidValueError, match=r"^n choice: 'b' is not an int$"):
+        Spec.for_default(1, choices=[1, "b"], name="n")
+    pinned = Spec.for_default(1.0, min=1.0, max=1.0, name="pinned")  # one allowed value
+    assert (pinned.min, pinned.max) == (1.0, 1.0) and pinned.accept("pinned", "1") == 1.0
+
+
+def test_refusals_of_text_quote_the_text() -> None:
+    with pytest.raises(InvalidValueError, match=r"^lr: '٥' is not a float \(write it with "
+                                                r"ASCII digits, e.g\. 1e-4\)$"):
+        coerce(VarType.FLOAT, "٥", "lr")
+    with pytest.raises(InvalidNameError, match=r"^name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"
+                                               r"\.\.\. is longer than 128 characters$"):
+        validate_name("a" * 129)

@@ -192,3 +192,34 @@ def test_misuse_is_refused_with_what_to_do() -> None:
     with pytest.raises(RuntimeError, match=r"^this LiveRewardWrapper reads live variables; "
                                            r"set those instead$"):
         live.set_reward_weights(scale=2.0)
+
+
+class Seeded(Parts):
+    """Records what each reset was given."""
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[int, dict]:
+        self.given = (seed, options)
+        return super().reset(seed=seed, options=options)
+
+
+def test_reset_passes_the_seed_and_options_to_the_env() -> None:
+    inner = Seeded()
+    env = LiveRewardWrapper(inner, {"a": 1.0})
+    env.reset(seed=7, options={"layout": 3})
+    assert inner.given == (7, {"layout": 3})
+    env.reset()
+    assert inner.given == (None, None)
+
+
+def test_live_scale_and_texts_a_user_reads() -> None:
+    registry = lt.Registry()
+    env = LiveRewardWrapper(Parts(), {"a": 1.0}, registry=registry, scale=2.0)
+    registry.set({"reward.scale": 4.0})
+    assert env.reward_scale() == 4.0 and env.get_reward_spec()["scale"] == 4.0
+    assert registry.variable("reward.scale").help == "overall reward multiplier"
+    assert registry.variable("reward.a").help == "reward weight of 'a'"
+    with pytest.raises(TypeError) as info:
+        env.reset()
+        env.step(0)[4]["reward_weights"]["a"] = 2.0
+    assert str(info.value) == ("info['reward_weights'] is read-only; set the live variables "
+                               "instead")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch as th
@@ -73,14 +74,18 @@ class KnobDef:
     """applied at the next env step (SB3 recomputes it every step) instead of the rollout end"""
 
 
-def _has(*attrs: str) -> Callable[[BaseAlgorithm], bool]:
-    return lambda model: all(getattr(model, a, None) is not None for a in attrs)
+# _has, _is and _set are bound in the table with functools.partial, not made into closures at
+# import, so their code runs each time a knob is looked up or applied (and a test that uses a
+# knob tests it).
+def _has(model: BaseAlgorithm, *, attr: str) -> bool:
+    return getattr(model, attr, None) is not None
 
 
-def _algo(*names: str) -> Callable[[BaseAlgorithm], bool]:
-    """The model is (a subclass of) one of the algorithms called ``names`` (by class name, so
-    that sb3-contrib needs no import here)."""
-    return lambda model: any(cls.__name__ in names for cls in type(model).__mro__)
+def _is(model: BaseAlgorithm, *, algo: str | tuple[str, ...]) -> bool:
+    """The model is (a subclass of) the algorithm(s) called ``algo``, by class name, so that
+    sb3-contrib needs no import here."""
+    names = (algo,) if isinstance(algo, str) else algo
+    return any(cls.__name__ in names for cls in type(model).__mro__)
 
 
 PPO_LIKE = ("PPO", "RecurrentPPO", "MaskablePPO")
@@ -96,7 +101,7 @@ def optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
     for owner, attr in ((model.policy, "optimizer"), (getattr(model, "actor", None), "optimizer"),
                         (getattr(model, "critic", None), "optimizer"),
                         (model, "ent_coef_optimizer")):
-        opt = getattr(owner, attr, None) if owner is not None else None
+        opt = getattr(owner, attr, None)  # None for an owner the model does not have
         if isinstance(opt, th.optim.Optimizer) and all(opt is not o for o in found):
             found.append(opt)
     return found
@@ -121,7 +126,8 @@ def _apply_ent_coef(model: BaseAlgorithm, value: float) -> None:
 
 
 def _sac_fixed_ent(model: BaseAlgorithm) -> bool:
-    return hasattr(model, "ent_coef_tensor") and getattr(model, "ent_coef_optimizer", 1) is None
+    # SAC has both attributes; the optimizer is None when the coefficient is fixed
+    return hasattr(model, "ent_coef_tensor") and model.ent_coef_optimizer is None
 
 
 def _apply_exploration(model: BaseAlgorithm, value: float) -> None:
@@ -131,16 +137,13 @@ def _apply_exploration(model: BaseAlgorithm, value: float) -> None:
 
 def _apply_gamma(model: BaseAlgorithm, value: float) -> None:
     model.gamma = value
-    buffer = getattr(model, "rollout_buffer", None)
-    if buffer is not None and hasattr(buffer, "gamma"):
-        buffer.gamma = value
+    if isinstance(model, OnPolicyAlgorithm):  # its rollout buffer computes the returns
+        model.rollout_buffer.gamma = value
 
 
-def _apply_gae(model: BaseAlgorithm, value: float) -> None:
+def _apply_gae(model: BaseAlgorithm, value: float) -> None:  # on-policy algorithms only
     model.gae_lambda = value
-    buffer = getattr(model, "rollout_buffer", None)
-    if buffer is not None and hasattr(buffer, "gae_lambda"):
-        buffer.gae_lambda = value
+    model.rollout_buffer.gae_lambda = value
 
 
 def _batch_check(model: BaseAlgorithm) -> Check:
@@ -148,7 +151,7 @@ def _batch_check(model: BaseAlgorithm) -> Check:
         limit = model.n_steps * model.n_envs
         return lambda v: None if int(v) <= limit else (
             f"larger than the rollout (n_steps x n_envs = {limit})")
-    limit = getattr(model, "buffer_size", 1 << 31)
+    limit = model.buffer_size  # the knob exists for PPO and off-policy algorithms only
     return lambda v: None if int(v) <= limit else f"larger than the buffer ({limit})"
 
 
@@ -158,11 +161,9 @@ def _tqc_drop_check(model: BaseAlgorithm) -> Check:
         f"would drop every quantile ({critics} critics x {int(v)} of {total // critics})")
 
 
-def _setter(attr: str, cast: Callable[[Any], Any] = float) -> Callable[[BaseAlgorithm, Any], None]:
-    def apply(model: BaseAlgorithm, value: Any) -> None:
-        setattr(model, attr, cast(value))
-
-    return apply
+def _set(model: BaseAlgorithm, value: Any, *, attr: str,
+         cast: Callable[[Any], Any] = float) -> None:
+    setattr(model, attr, cast(value))
 
 
 KNOBS: tuple[KnobDef, ...] = (
@@ -170,64 +171,70 @@ KNOBS: tuple[KnobDef, ...] = (
             lambda m: True, _current_lr, _apply_lr, min=0.0, max=10.0),
     KnobDef("ent_coef", "entropy coefficient of the loss",
             lambda m: (isinstance(m, OnPolicyAlgorithm) and isinstance(m.ent_coef, float)
-                       and not _algo("TRPO")(m)) or _sac_fixed_ent(m),
+                       and not _is(m, algo="TRPO")) or _sac_fixed_ent(m),
             lambda m: float(m.ent_coef), _apply_ent_coef, min=0.0, max=100.0),
     KnobDef("target_entropy", "target entropy of SAC's learned entropy coefficient",
             lambda m: getattr(m, "ent_coef_optimizer", None) is not None,
-            lambda m: float(m.target_entropy), _setter("target_entropy"), min=-1e6, max=1e6),
+            lambda m: float(m.target_entropy), partial(_set, attr="target_entropy"),
+            min=-1e6, max=1e6),
     KnobDef("clip_range", "PPO policy clipping parameter (replaces its schedule)",
-            _algo(*PPO_LIKE), lambda m: float(m.clip_range(m._current_progress_remaining)),
+            partial(_is, algo=PPO_LIKE),
+            lambda m: float(m.clip_range(m._current_progress_remaining)),
             lambda m, v: live_schedule(m, "clip_range").override_with(v), min=0.0, max=10.0,
             check=lambda m: lambda v: None if v > 0 else "must be > 0"),
     KnobDef("exploration_rate", "DQN epsilon (replaces its exploration schedule)",
-            _algo(*DQN_LIKE), lambda m: float(m.exploration_rate),
+            partial(_is, algo=DQN_LIKE), lambda m: float(m.exploration_rate),
             _apply_exploration, min=0.0, max=1.0, every_step=True),
     KnobDef("gamma", "discount factor (also the rollout buffer's copy)",
-            _has("gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
+            partial(_has, attr="gamma"), lambda m: float(m.gamma), _apply_gamma, min=0.0, max=1.0),
     KnobDef("gae_lambda", "GAE lambda (also the rollout buffer's copy)",
             lambda m: isinstance(m, OnPolicyAlgorithm), lambda m: float(m.gae_lambda),
             _apply_gae, min=0.0, max=1.0),
-    KnobDef("n_epochs", "PPO epochs per update", _algo(*PPO_LIKE), lambda m: int(m.n_epochs),
-            _setter("n_epochs", int), min=1, max=1000),
+    KnobDef("n_epochs", "PPO epochs per update", partial(_is, algo=PPO_LIKE),
+            lambda m: int(m.n_epochs), partial(_set, attr="n_epochs", cast=int), min=1, max=1000),
     KnobDef("batch_size", "minibatch size",
-            lambda m: (_algo(*PPO_LIKE, "TRPO")(m) or isinstance(m, OffPolicyAlgorithm))
+            lambda m: (_is(m, algo=(*PPO_LIKE, "TRPO")) or isinstance(m, OffPolicyAlgorithm))
             and getattr(m, "batch_size", None) is not None,
-            lambda m: int(m.batch_size), _setter("batch_size", int), min=1, max=1 << 24,
-            check=_batch_check),
+            lambda m: int(m.batch_size), partial(_set, attr="batch_size", cast=int),
+            min=1, max=1 << 24, check=_batch_check),
     KnobDef("vf_coef", "value loss coefficient",
-            lambda m: _has("vf_coef")(m) and not _algo("TRPO")(m), lambda m: float(m.vf_coef),
-            _setter("vf_coef"), min=0.0, max=100.0),
+            lambda m: _has(m, attr="vf_coef") and not _is(m, algo="TRPO"),
+            lambda m: float(m.vf_coef), partial(_set, attr="vf_coef"), min=0.0, max=100.0),
     KnobDef("max_grad_norm", "gradient clipping norm",
-            lambda m: _has("max_grad_norm")(m) and not _algo("TRPO")(m),
-            lambda m: float(m.max_grad_norm), _setter("max_grad_norm"), min=1e-8, max=1e6),
-    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", _algo(*PPO_LIKE),
+            lambda m: _has(m, attr="max_grad_norm") and not _is(m, algo="TRPO"),
+            lambda m: float(m.max_grad_norm), partial(_set, attr="max_grad_norm"),
+            min=1e-8, max=1e6),
+    KnobDef("target_kl", "PPO early-stopping KL limit (0 disables)", partial(_is, algo=PPO_LIKE),
             lambda m: float(m.target_kl or 0.0),
             lambda m, v: setattr(m, "target_kl", float(v) or None), min=0.0, max=100.0),
     KnobDef("tau", "target network soft-update coefficient",
-            lambda m: isinstance(m, OffPolicyAlgorithm) and not _algo("CrossQ")(m),
-            lambda m: float(m.tau), _setter("tau"), min=0.0, max=1.0),
+            lambda m: isinstance(m, OffPolicyAlgorithm) and not _is(m, algo="CrossQ"),
+            lambda m: float(m.tau),
+            partial(_set, attr="tau"), min=0.0, max=1.0),
     KnobDef("gradient_steps", "gradient steps per rollout (-1: as many as env steps)",
             lambda m: isinstance(m, OffPolicyAlgorithm), lambda m: int(m.gradient_steps),
-            _setter("gradient_steps", int), min=-1, max=100_000,
+            partial(_set, attr="gradient_steps", cast=int), min=-1, max=100_000,
             check=lambda m: lambda v: None if v != 0 else "0 would never train"),
     KnobDef("target_update_interval", "env steps between target network updates",
-            _algo(*DQN_LIKE), lambda m: int(m.target_update_interval),
-            _setter("target_update_interval", int), min=1, max=1 << 30),
+            partial(_is, algo=DQN_LIKE), lambda m: int(m.target_update_interval),
+            partial(_set, attr="target_update_interval", cast=int), min=1, max=1 << 30),
     # sb3-contrib
-    KnobDef("target_kl", "TRPO's KL limit of the line search (> 0)", _algo("TRPO"),
-            lambda m: float(m.target_kl), _setter("target_kl"), min=0.0, max=100.0,
+    KnobDef("target_kl", "TRPO's KL limit of the line search (> 0)", partial(_is, algo="TRPO"),
+            lambda m: float(m.target_kl), partial(_set, attr="target_kl"), min=0.0, max=100.0,
             check=lambda m: lambda v: None if v > 0 else "must be > 0 (TRPO always uses it)"),
-    KnobDef("cg_damping", "TRPO's conjugate-gradient damping", _algo("TRPO"),
-            lambda m: float(m.cg_damping), _setter("cg_damping"), min=0.0, max=100.0),
-    KnobDef("n_critic_updates", "TRPO's value-function updates per rollout", _algo("TRPO"),
-            lambda m: int(m.n_critic_updates), _setter("n_critic_updates", int), min=1,
-            max=10_000),
+    KnobDef("cg_damping", "TRPO's conjugate-gradient damping", partial(_is, algo="TRPO"),
+            lambda m: float(m.cg_damping), partial(_set, attr="cg_damping"), min=0.0,
+            max=100.0),
+    KnobDef("n_critic_updates", "TRPO's value-function updates per rollout",
+            partial(_is, algo="TRPO"), lambda m: int(m.n_critic_updates),
+            partial(_set, attr="n_critic_updates", cast=int), min=1, max=10_000),
     KnobDef("top_quantiles_to_drop_per_net", "TQC's truncated quantiles per critic",
-            _algo("TQC"), lambda m: int(m.top_quantiles_to_drop_per_net),
-            _setter("top_quantiles_to_drop_per_net", int), min=0, max=10_000,
+            partial(_is, algo="TQC"), lambda m: int(m.top_quantiles_to_drop_per_net),
+            partial(_set, attr="top_quantiles_to_drop_per_net", cast=int), min=0, max=10_000,
             check=_tqc_drop_check),
-    KnobDef("policy_delay", "CrossQ's critic updates per actor update", _algo("CrossQ"),
-            lambda m: int(m.policy_delay), _setter("policy_delay", int), min=1, max=10_000),
+    KnobDef("policy_delay", "CrossQ's critic updates per actor update",
+            partial(_is, algo="CrossQ"), lambda m: int(m.policy_delay),
+            partial(_set, attr="policy_delay", cast=int), min=1, max=10_000),
 )
 
 
