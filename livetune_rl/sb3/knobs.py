@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from ..journal import ChangeEvent
 from ..knobs import Knobs
 from ..registry import Registry, default_registry
-from ..values import Check, Value
+from ..values import Check, InvalidValueError, Value
 from .algorithm_knobs import knobs_for
 
 STEP = "step"
@@ -96,9 +97,16 @@ class KnobsCallback(BaseCallback):
         for knob in knobs_for(model):
             if self.only is not None and knob.name not in self.only:
                 continue
-            self.knobs.add(knob.name, knob.get(model), self._on_model(knob.apply),
-                           min=knob.min, max=knob.max, help=knob.help, check=knob.check(model),
-                           cadence=STEP if knob.every_step else ROLLOUT)
+            value = knob.get(model)
+            try:
+                self.knobs.add(knob.name, value, self._on_model(knob.apply),
+                               min=knob.min, max=knob.max, help=knob.help,
+                               check=knob.check(model),
+                               cadence=STEP if knob.every_step else ROLLOUT)
+            except InvalidValueError as exc:  # the model runs with a value the knob refuses
+                warnings.warn(f"livetune: {knob.name} is not live for this run: the value in "
+                              f"effect, {value!r}, breaks the knob's rule ({exc}); training goes "
+                              "on with it unchanged", stacklevel=2)
         for name, default, apply, options in self._user:
             self.knobs.add(name, default, apply, **options)
         self._step_knobs = bool(self.knobs.names(STEP))
