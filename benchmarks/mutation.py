@@ -105,7 +105,8 @@ TARGETS: dict[str, Target] = {
     # small and quick: every mutant rather than a sample of 60
     "knobs": Target(("livetune_rl/knobs.py",),
                     ("tests/test_registry.py", "tests/test_strength_knobs.py",
-                     "tests/test_knobs_safe_points.py"), sample=0),
+                     "tests/test_strength_knobs_groups.py", "tests/test_knobs_safe_points.py"),
+                    sample=0),
     "wrappers": Target(("livetune_rl/wrappers.py",),
                        ("tests/test_wrappers.py", "tests/test_strength_wrappers.py"), sample=0),
     "algorithm_knobs": Target(("livetune_rl/sb3/algorithm_knobs.py",),

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .journal import ChangeEvent
@@ -96,8 +96,6 @@ class Knob:
     group: _Group | None = None
     applied: int = 0
     """version last applied (the follower's record; a leader reads its variable's)"""
-    value: Value | None = field(default=None, repr=False)
-    """value last applied (what a group's unchanged members contribute on a follower)"""
 
 
 class Knobs:
@@ -126,7 +124,7 @@ class Knobs:
 
             >>> seen = []
             >>> knobs = Knobs.follower()
-            >>> knobs.follow("lr", 0.1, seen.append)
+            >>> knobs.follow("lr", seen.append)
             >>> [a.name for a in knobs.apply(Reading({"lr": 3}, {"lr": 0.2}), step=1)], seen
             (['lr'], [0.2])
         """
@@ -155,21 +153,20 @@ class Knobs:
                             "readings and have no registry; use follow()")
         var = LiveVariable(name, default, min=min, max=max, choices=choices, help=help,
                            check=check, deferred=True, registry=self.registry)
-        self._knobs[name] = Knob(name, var, apply, cadence, value=default)
+        self._knobs[name] = Knob(name, var, apply, cadence)
         self._seen.clear()
         return var
 
-    def follow(self, name: str, default: Value, apply: Apply, *,
-               cadence: str = DEFAULT_CADENCE) -> None:
-        """On a follower: apply ``name`` (starting from ``default``) when a leader's
-        :class:`Reading` has a newer version of it."""
-        self._knobs[name] = Knob(name, None, apply, cadence, value=default)
+    def follow(self, name: str, apply: Apply, *, cadence: str = DEFAULT_CADENCE) -> None:
+        """On a follower: apply ``name`` when a leader's :class:`Reading` has a newer version
+        of it."""
+        self._knobs[name] = Knob(name, None, apply, cadence)
 
     def adopt(self, var: LiveVariable, apply: Apply, *,
               cadence: str = DEFAULT_CADENCE) -> LiveVariable:
         """Apply an existing variable as a knob (it must be in this registry)."""
         var.deferred = True
-        self._knobs[var.name] = Knob(var.name, var, apply, cadence, value=var.value)
+        self._knobs[var.name] = Knob(var.name, var, apply, cadence)
         self._seen.clear()
         return var
 
@@ -194,7 +191,7 @@ class Knobs:
         group = _Group(tuple(v.name for v in variables), apply)
         for var in variables:
             var.deferred = True
-            self._knobs[var.name] = Knob(var.name, var, None, cadence, group, value=var.value)
+            self._knobs[var.name] = Knob(var.name, var, None, cadence, group)
         self._seen.clear()
 
     def __contains__(self, name: object) -> bool:
@@ -281,7 +278,7 @@ class Knobs:
     def _mark(self, knob: Knob, version: int, value: Value, step: int | None,
               data: Mapping[str, Any] | None, extra: Mapping[str, Any],
               started: float) -> Applied:
-        knob.applied, knob.value = version, value
+        knob.applied = version
         event = None
         if self.registry is not None:
             record = {**(data or {}), **extra}
@@ -298,15 +295,10 @@ class Knobs:
                    if n in reading.versions
                    and reading.versions[n] > self._last_applied(self._knobs[n])}
         values: dict[str, Value] = {}
-        for name in group.names:
-            knob = self._knobs[name]
-            if name in reading.values:
-                values[name] = reading.values[name]
-            elif knob.var is not None:
-                values[name] = knob.var.value
-            else:
-                assert knob.value is not None
-                values[name] = knob.value
+        for name in group.names:  # the changed members' read values, the others' current
+            var = self._knobs[name].var
+            assert var is not None  # a group is made of live variables (add_group)
+            values[name] = reading.values.get(name, var.value)
         started = time.perf_counter()
         extra: dict[str, Any]
         try:

@@ -101,7 +101,7 @@ def test_a_follower_applies_what_the_leader_read_once_per_version() -> None:
     on_leader: list[Value] = []
     on_follower: list[Value] = []
     leader.add("lr", 0.1, on_leader.append)
-    follower.follow("lr", 0.1, on_follower.append)
+    follower.follow("lr", on_follower.append)
     with pytest.raises(TypeError, match="follow"):
         follower.add("lr", 0.1, on_follower.append)
     registry.set({"lr": 0.05})

@@ -264,7 +264,7 @@ class LiveControl:
             value = row.kind(current[row.name])
             put = partial(self._put, row)
             if registry is None:
-                self.knobs.follow(row.name, value, put)
+                self.knobs.follow(row.name, put)
             else:
                 self.vars[row.name] = self.knobs.add(
                     row.name, value, put, min=row.min, max=row.max, help=row.help,
