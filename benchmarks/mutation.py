@@ -118,7 +118,8 @@ TARGETS: dict[str, Target] = {
     # Its tests train real SB3 models (seconds per mutant): a smaller sample
     "callback": Target(("livetune_rl/sb3/*.py", "livetune_rl/sb3/**/*.py"),
                        ("tests/test_sb3.py", "tests/test_sb3_parts.py",
-                        "tests/test_strength_sb3.py", "tests/test_strength_callback.py"),
+                        "tests/test_strength_sb3.py", "tests/test_strength_callback.py",
+                        "tests/test_strength_sb3_parts.py"),
                        exclude=("livetune_rl/sb3/__init__.py",
                                 "livetune_rl/sb3/algorithm_knobs.py"),
                        deselect=_SB3_SLOW, sample=30, timeout=300, slack=60.0),
