@@ -99,3 +99,31 @@ def test_episode_terms_keep_their_decimals() -> None:
     terms = EpisodeTermsCallback(("fitness",))
     terms.episodes.append({"fitness": 1.25, "reward.a": 0.125})
     assert terms.drain() == {"fitness": [1.25], "reward.a": [0.125]}
+
+
+def test_a_long_env_id_still_gives_a_valid_run_name() -> None:
+    import gymnasium as gym
+
+    name = "livetune/" + "A" * 80 + "-v0"
+    gym.register(name, entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    model = PPO("MlpPolicy", name, n_steps=32, batch_size=32, n_epochs=1)
+    run = default_run_name(model)
+    assert run is not None and len(run) == 64 and run.startswith("ppo-livetune-AAA")
+
+
+def test_evaluation_uses_the_training_normalization() -> None:
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    train_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=0))
+    eval_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=1), training=False)
+    registry = lt.Registry()
+    model = PPO("MlpPolicy", train_env, n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    callback = LiveTuneCallback(registry, eval_env=eval_env, n_eval_episodes=1, serve=False)
+    callback.attach(model)
+    registry.fire("evaluate")
+    model.learn(64, callback=callback)
+    # the eval env (training=False) learns no statistics itself: non-zero means are the
+    # training env's, copied when the evaluation ran
+    assert not np.allclose(eval_env.obs_rms.mean, 0.0)
