@@ -101,7 +101,9 @@ TARGETS: dict[str, Target] = {
                         "test_sets_and_fires_made_by_the_training_process_go_through_the_child",
                         "tests/test_sidecar.py::test_trigger_fire_is_seen_once_and_its_handling_"
                         "journaled",
-                        "tests/test_sidecar.py::test_definitions_made_after_serving_are_served")),
+                        "tests/test_sidecar.py::test_definitions_made_after_serving_are_served",
+                        # the serving side's replica, driven in this process
+                        "tests/test_link.py", "tests/test_serving_parts.py")),
     # small and quick: every mutant rather than a sample of 60
     "knobs": Target(("livetune_rl/knobs.py",),
                     ("tests/test_registry.py", "tests/test_strength_knobs.py",
