@@ -139,8 +139,9 @@ class LiveTuneCallback(CallbackList):
             checkpoint_every=checkpoint_every, owner=self, verbose=verbose)
         self.serving = ServeCallback(self.registry, serve=serve, address=address,
                                      run_name=run_name, token=token, verbose=verbose)
-        parts: list[BaseCallback] = [self.knobs, self.episode_terms, self.triggers,
-                                     self.serving]
+        # not a child: it acts only at training start and end, so the step loop does not
+        # dispatch to it every step
+        parts: list[BaseCallback] = [self.knobs, self.episode_terms, self.triggers]
         super().__init__([self.reward, *parts] if self.reward is not None else parts)
         self.verbose = verbose
         self._attached_to: BaseAlgorithm | None = None
@@ -185,6 +186,7 @@ class LiveTuneCallback(CallbackList):
     def _init_callback(self) -> None:
         self.attach(self.model)
         super()._init_callback()
+        self.serving.init_callback(self.model)
 
     def close(self) -> None:
         """Unregister every variable and trigger of this callback."""
@@ -206,6 +208,11 @@ class LiveTuneCallback(CallbackList):
     def _on_training_start(self) -> None:
         self.registry.step = self.num_timesteps
         super()._on_training_start()
+        self.serving.on_training_start(self.locals, self.globals)
+
+    def _on_training_end(self) -> None:
+        super()._on_training_end()
+        self.serving.on_training_end()
 
     def update_child_locals(self, locals_: dict[str, Any]) -> None:
         """Nothing to do: the parts were handed this callback's ``locals`` dict itself at the
