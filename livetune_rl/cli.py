@@ -254,7 +254,11 @@ def cmd_set(args: argparse.Namespace) -> int:
         _print_json([e.to_record() for e in changes])
     else:
         for e in changes:
-            print(f"{e.name}: {_fmt(e.old)} -> {_fmt(e.new)} (version {e.v})")
+            if e.unchanged:
+                print(f"{e.name}: unchanged, already {_fmt(e.new)} (version {e.v}; nothing "
+                      "journaled)")
+            else:
+                print(f"{e.name}: {_fmt(e.old)} -> {_fmt(e.new)} (version {e.v})")
     return 0
 
 

@@ -56,6 +56,12 @@ class ChangeEvent:
     applies: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def unchanged(self) -> bool:
+        """A set that left its variable as it was (the value it already had): acknowledged,
+        never journaled (see :meth:`Registry.set <livetune_rl.registry.Registry.set>`)."""
+        return self.kind == "set" and self.data.get("unchanged") is True
+
     def to_record(self) -> dict[str, Any]:
         """The JSON object written to the journal (empty optional fields left out)."""
         record = asdict(self)

@@ -132,16 +132,26 @@ class LocalCommitter:
                         f"{var.name}: expected version {want}, but it is at version "
                         f"{var.version}")
             now = time.time()
-            events = [
-                ChangeEvent(reg.version + i, now, "set", var.name, var.value, value, source,
-                            reg.step)
-                for i, (var, value) in enumerate(accepted, 1)
-            ]
-            reg._write(events)
-            for (var, _), event in zip(accepted, events, strict=False):
-                _store_set(var, event)
-            reg._publish(events)
-        return events
+            answers: list[ChangeEvent] = []
+            events: list[ChangeEvent] = []
+            changed: list[LiveVariable] = []
+            for var, value in accepted:
+                if _same_value(var.value, value):
+                    # acknowledged, changes nothing: the variable's own version, not journaled
+                    answers.append(ChangeEvent(var.version, now, "set", var.name, value, value,
+                                               source, reg.step, None, {"unchanged": True}))
+                    continue
+                event = ChangeEvent(reg.version + len(events) + 1, now, "set", var.name,
+                                    var.value, value, source, reg.step)
+                events.append(event)
+                answers.append(event)
+                changed.append(var)
+            if events:
+                reg._write(events)
+                for var, event in zip(changed, events, strict=True):
+                    _store_set(var, event)
+                reg._publish(events)
+        return answers
 
     def commit_fire(self, trigger: LiveTrigger, source: str) -> ChangeEvent:
         reg = self.registry
@@ -509,6 +519,11 @@ class Registry:
         :class:`UnknownNameError`, a version mismatch :class:`VersionConflictError`, a journal
         write failure ``OSError``, and nothing changes.
 
+        A value equal to the one the variable holds (same type) is acknowledged but changes
+        nothing: its answer keeps the variable's version, has ``old == new`` and
+        ``data == {"unchanged": True}``, and it is neither journaled nor published (the
+        training loop sees nothing to apply). Returns one event per change, in order.
+
         Args:
             changes: ``{name: value}``; values may be Python values or text ("1e-4").
             expected: optional ``{name: version}`` for compare-and-set.
@@ -846,6 +861,12 @@ class Registry:
             2
         """
         return Watcher(self, maxsize)
+
+
+def _same_value(current: Value, new: Value) -> bool:
+    """Whether a set of ``new`` leaves a variable holding ``current`` as it is (same type:
+    ``True`` is not ``1``)."""
+    return type(current) is type(new) and current == new
 
 
 def _store_set(var: LiveVariable, event: ChangeEvent) -> None:

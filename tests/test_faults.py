@@ -239,7 +239,8 @@ def test_server_paces_sets_but_loses_none(registry: lt.Registry, tmp_path: Path)
             with lt.connect(server.address) as client:
                 deadline = time.monotonic() + 1.5
                 while time.monotonic() < deadline:
-                    client.set({"lr": 0.5})
+                    # a value no other set uses: every acknowledged set is a change
+                    client.set({"lr": (index * 1000 + acked[index] + 1) * 1e-6})
                     acked[index] += 1
 
         threads = [threading.Thread(target=storm, args=(i,)) for i in range(4)]

@@ -212,7 +212,7 @@ def test_subscribers_get_events_in_version_order_from_many_threads() -> None:
 
     def work(i: int) -> None:
         for n in range(200):
-            reg.set({f"v{i}": n})
+            reg.set({f"v{i}": n + 1})
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:

@@ -361,6 +361,8 @@ class OriginalProtocolListener:
             except UnicodeDecodeError:
                 raise _Refused(f"{tag}: the value {_show(message)} is not UTF-8 text") from None
             event = self.registry.set({tag: text}, source=self.source)[0]
+            if event.unchanged:
+                return f"{tag} unchanged: already {event.new!r} (version {event.v})"
             return f"set {tag} = {event.new!r} (version {event.v})"
         except LiveTuneError as exc:
             rule = ""

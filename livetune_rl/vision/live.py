@@ -359,6 +359,8 @@ class LiveControl:
             actions.applied["learning_rate"] = self._put(KNOB_ROWS[0], new)
             return
         event = self.registry.set({"learning_rate": new}, source="lr_drop")[0]
+        if event.unchanged:  # already at the floor: nothing to apply
+            return
         for done in self.knobs.apply(Reading({"learning_rate": event.v},
                                              {"learning_rate": new}),
                                      step=step, data={**where, "lr_drop": True}):
