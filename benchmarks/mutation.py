@@ -93,6 +93,7 @@ TARGETS: dict[str, Target] = {
                       ("tests/test_journal.py", "tests/test_strength_journal.py")),
     "registry": Target(("livetune_rl/registry.py",),
                        ("tests/test_registry.py", "tests/test_strength_registry.py",
+                        "tests/test_strength_registry_parts.py", "tests/test_noop_set.py",
                         "tests/test_concurrency.py::test_threads_local_sets",
                         "tests/test_concurrency.py::"
                         "test_change_event_round_trips_through_journal_under_load",
@@ -132,7 +133,8 @@ TARGETS: dict[str, Target] = {
                                 "AccessInterceptor._token_given",
                                 "AccessInterceptor.intercept_service")),
     "options": Target(("livetune_rl/options.py",),
-                      ("tests/test_server.py", "tests/test_strength_server.py"),
+                      ("tests/test_server.py", "tests/test_strength_server.py",
+                       "tests/test_strength_options.py"),
                       functions=("is_loopback", "check_serve_args",
                                  "ServeOptions.__post_init__")),
     "hungry_thirsty": Target(("envs/hungry_thirsty.py",),
