@@ -647,7 +647,6 @@ def write_plot(summary: dict[str, Any], path: Path) -> None:
         top.plot(xs, med, color=colors[arm], label=ARM_NAMES[arm],
                  ls="--" if arm in RESTART_ARMS else "-")
         top.fill_between(xs, lo, hi, color=colors[arm], alpha=0.15)
-    top.set_xlabel("env steps of the budget (restart costs included)")
     top.set_ylabel("fitness (median over seeds)")
     top.set_title("Medians over seeds, bootstrap 95% bands")
     top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
@@ -671,6 +670,8 @@ def write_plot(summary: dict[str, Any], path: Path) -> None:
     fig.text(0.62, 0.97, "Small multiples: one panel per seed; dotted line = the layout's "
              "ceiling;\nv = designer proposes a change, x = designer reverts it",
              fontsize=9, va="top")
+    fig.supxlabel("env steps of the budget (restart costs included), in every panel",
+                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=80)
     plt.close(fig)
