@@ -179,7 +179,7 @@ def test_cli_module_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_cli_runs_a_tiny_job(tmp_path: Path) -> None:
+def test_cli_runs_a_tiny_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = vision_cli.main([
         "--dataset", "fake", "--arch", "vgg11", "--width", "0.0625", "--train-size", "16",
         "--val-size", "8", "--batch-size", "8", "--epochs", "1", "--runs-root", str(tmp_path),
@@ -191,6 +191,8 @@ def test_cli_runs_a_tiny_job(tmp_path: Path) -> None:
     phases = [json.loads(line)["phase"] for line in (tmp_path / "phases.jsonl").open()]
     assert phases == ["main", "imports", "setup", "serve", "loader_warmup", "first_step"]
     assert (tmp_path / "cli" / "tb").is_dir()
+    err = capsys.readouterr().err
+    assert "epoch 1 of 1 done (step 2): acc1=" in err  # overall progress, counted from 1
 
 
 class _FiresOnFirstEvaluation(Registry):

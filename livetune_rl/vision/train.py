@@ -412,7 +412,8 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(sampler) + pos.iteration, initial=pos.iteration,
-                           desc=f"epoch {pos.epoch}", unit="it", dynamic_ncols=True,
+                           desc=f"epoch {pos.epoch + 1} of {config.epochs}", unit="it",
+                           dynamic_ncols=True,
                            leave=False)
             force = True
             while True:
@@ -483,7 +484,8 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
             if config.eval_each_epoch:
                 m = run_eval()
                 if primary:
-                    _say(None, f"epoch {pos.epoch} done (step {pos.step}): "
+                    _say(None, f"epoch {pos.epoch + 1} of {config.epochs} done (step "
+                               f"{pos.step}): "
                                f"acc1={m['acc1']:.4f} loss={m['loss']:.4f} "
                                f"lr={optimizer.param_groups[0]['lr']:.4g}")
             pos.epoch += 1
