@@ -484,7 +484,7 @@ class HelpWithDefaults(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if (not action.option_strings or "default" in text or action.nargs == 0
-                or action.default in (None, [], argparse.SUPPRESS)):
+                or action.default in (None, [], {}, argparse.SUPPRESS)):
             return text
         return f"{text} (default: %(default)s)"
 

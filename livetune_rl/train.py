@@ -21,12 +21,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .env_ids import HUNGRY_THIRSTY_ID
 from .evaluation import EVENT, EvaluateEvent
+from .flags import add_options, from_args, option
 from .journal import ChangeEvent
 from .options import MAX_CALLS_PER_SECOND
 from .private import write_private
@@ -49,39 +50,6 @@ class TrainError(LiveTuneError, ValueError):
     and exits with status 1."""
 
 
-@dataclass
-class TrainConfig:
-    """Arguments of ``livetune train`` (also usable from Python: ``train(TrainConfig(...))``)."""
-
-    env: str = HUNGRY_THIRSTY_ID
-    algo: str = "ppo"
-    timesteps: int = 200_000
-    n_envs: int = 4
-    vec: str = "subproc"
-    seed: int = 0
-    run_name: str | None = None
-    runs_root: str = "runs"
-    bind: str | None = None
-    token: str | None = None  # never written anywhere; config.json says token_required
-    livetune_port: int | None = None  # the original LiveTune `tune` command's port; None: off
-    reward: dict[str, float] = field(default_factory=dict)
-    scale: float = 1.0
-    reward_bounds: tuple[float, float] = (-10.0, 10.0)
-    layout_seed: int | None = None
-    eval_every: int = 20_000
-    eval_episodes: int = 10
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 5
-    relabel: bool = True
-    progress: bool = True
-    hyper: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
-    threads: int = 1
-    resume: str | None = None
-    serve_process: bool = True
-    max_calls_per_second: float = MAX_CALLS_PER_SECOND
-
-
 def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, (text or "").split(",")):
@@ -90,6 +58,11 @@ def _parse_pairs(text: str | None, cast: Any = float) -> dict[str, Any]:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
         out[key.strip()] = cast(value.strip())
     return out
+
+
+def _hyper(text: str) -> dict[str, Any]:
+    """One ``--hyper KEY=VALUE[,KEY=VALUE]``: JSON values, else text."""
+    return _parse_pairs(text, _literal)
 
 
 def _bounds(text: str) -> tuple[float, float]:
@@ -107,6 +80,67 @@ def _literal(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+@dataclass
+class TrainConfig:
+    """Arguments of ``livetune train`` (also usable from Python: ``train(TrainConfig(...))``).
+
+    Every field declared with :func:`~livetune_rl.flags.option` is a flag of the command,
+    with the help text written here.
+    """
+
+    env: str = option(HUNGRY_THIRSTY_ID, "Gymnasium id")
+    algo: str = option("ppo", "SB3 algorithm", choices=ALGORITHMS)
+    timesteps: int = option(200_000, "env steps to train")
+    n_envs: int = option(4, "parallel envs")
+    vec: str = option("subproc", "SB3 vec env: one process per env, or all in this one",
+                      choices=("subproc", "dummy"))
+    seed: int = option(0, "seed of the model and the envs")
+    run_name: str | None = option(None, "default: <algo>-<env>-<time>")
+    runs_root: str = option("runs", "run directories go here")
+    bind: str | None = option(None, "serve address (default 127.0.0.1:50051)")
+    token: str | None = None  # never written anywhere; config.json says token_required
+    livetune_port: int | None = option(
+        None, "also accept the original LiveTune `tune` command on 127.0.0.1:PORT (tune -v "
+        "VALUE -t NAME -p PORT; see docs/compat.md); default: off", metavar="PORT")
+    reward: dict[str, float] = option(
+        help="initial reward weights, e.g. hungry_thirsty=-1,not_hungry_thirsty=1",
+        factory=dict, parse=_parse_pairs, metavar="C=W,...")
+    scale: float = option(1.0, "initial reward.scale")
+    reward_bounds: tuple[float, float] = option(
+        (-10.0, 10.0), "bounds of the live reward weights (default -10,10)", parse=_bounds,
+        metavar="LOW,HIGH")
+    layout_seed: int | None = option(
+        None, "Hungry-Thirsty food/water layout shared by all envs (default: seed)")
+    eval_every: int = option(20_000, "evaluate every N steps (0: only on `livetune fire "
+                                     "evaluate`)")
+    eval_episodes: int = option(10, "episodes per evaluation")
+    checkpoint_every: int = option(
+        0, "also checkpoint every N steps (0: only on `livetune fire checkpoint`)")
+    keep_checkpoints: int = option(
+        5, "keep the newest N of the --checkpoint-every checkpoints (default %(default)s; 0: "
+        "keep all). Checkpoints fired by hand, final and interrupted are never deleted",
+        metavar="N")
+    relabel: bool = option(True, "off-policy: do not re-label the replay buffer on reward "
+                                 "changes")
+    progress: bool = option(True, "no progress bar")
+    hyper: dict[str, Any] = option(
+        help="algorithm argument, e.g. --hyper n_steps=256 (JSON values)", factory=dict,
+        parse=_hyper, repeat=True, metavar="KEY=VALUE")
+    device: str = option("cpu", "torch device (auto, cpu, cuda)")
+    threads: int = option(1, "torch CPU threads (1 is fastest for small MLPs)")
+    resume: str | None = option(
+        None, "continue a run from runs/<name>/checkpoints/<tag>: its settings, model, replay "
+        "buffer and live values; the journal goes on. Loading a checkpoint runs code from "
+        "it: only yours, not writable by others", metavar="CHECKPOINT_DIR")
+    serve_process: bool = option(
+        True, "serve from a child process (the default): requests, even a storm of them, take "
+        "no CPU from the training process; changes reach it coalesced, at most ~50 times/s. "
+        "--no-serve-process serves from a thread of the training process", both=True)
+    max_calls_per_second: float = option(
+        MAX_CALLS_PER_SECOND, "pace the calls of all clients together to N/s (default "
+        "%(default)g; 0: no pacing)", metavar="N")
 
 
 def describe(event: ChangeEvent) -> str | None:
@@ -144,67 +178,17 @@ def describe(event: ChangeEvent) -> str | None:
 
 
 def add_parser(sub: Any) -> None:
-    """Add ``train`` to the ``livetune`` subcommands."""
-    d = TrainConfig()
+    """Add ``train`` to the ``livetune`` subcommands: a flag per :class:`TrainConfig` option,
+    plus how the token is given (the config holds the token itself, never a flag)."""
     p = sub.add_parser("train", help="train an SB3 agent with live knobs (the main job)",
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--env", default=d.env, help=f"Gymnasium id (default {d.env})")
-    p.add_argument("--algo", default=d.algo, choices=ALGORITHMS, help="SB3 algorithm")
-    p.add_argument("--timesteps", type=int, default=d.timesteps, help="env steps to train")
-    p.add_argument("--n-envs", type=int, default=d.n_envs, help="parallel envs")
-    p.add_argument("--vec", default=d.vec, choices=("subproc", "dummy"),
-                   help="SB3 vec env: one process per env, or all in this one")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the model and the envs")
-    p.add_argument("--run-name", default=None, help="default: <algo>-<env>-<time>")
-    p.add_argument("--runs-root", default=d.runs_root, help="run directories go here")
-    p.add_argument("--bind", default=None, help="serve address (default 127.0.0.1:50051)")
+    add_options(p, TrainConfig)
     p.add_argument("--token-file", default=None, metavar="FILE",
                    help="require the bearer token in FILE (yours, mode 0600 or 0400); "
                         "default: $LIVETUNE_TOKEN. The token is never written anywhere")
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
-    p.add_argument("--livetune-port", type=int, default=None, metavar="PORT",
-                   help="also accept the original LiveTune `tune` command on 127.0.0.1:PORT "
-                        "(tune -v VALUE -t NAME -p PORT; see docs/compat.md); default: off")
     p.add_argument("--no-token", action="store_true",
                    help="with --resume: serve without a token although the run required one")
-    p.add_argument("--reward", default=None, metavar="C=W,...",
-                   help="initial reward weights, e.g. hungry_thirsty=-1,not_hungry_thirsty=1")
-    p.add_argument("--scale", type=float, default=d.scale, help="initial reward.scale")
-    p.add_argument("--reward-bounds", type=_bounds, default=d.reward_bounds, metavar="LOW,HIGH",
-                   help="bounds of the live reward weights (default -10,10)")
-    p.add_argument("--layout-seed", type=int, default=None,
-                   help="Hungry-Thirsty food/water layout shared by all envs (default: seed)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every,
-                   help="evaluate every N steps (0: only on `livetune fire evaluate`)")
-    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes,
-                   help="episodes per evaluation")
-    p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also checkpoint every N steps (0: only on `livetune fire checkpoint`)")
-    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="N",
-                   help="keep the newest N of the --checkpoint-every checkpoints (default "
-                        "%(default)s; 0: keep all). Checkpoints fired by hand, final and "
-                        "interrupted are never deleted")
-    p.add_argument("--no-relabel", dest="relabel", action="store_false",
-                   help="off-policy: do not re-label the replay buffer on reward changes")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
-    p.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
-                   help="algorithm argument, e.g. --hyper n_steps=256 (JSON values)")
-    p.add_argument("--device", default=d.device, help="torch device (auto, cpu, cuda)")
-    p.add_argument("--threads", type=int, default=d.threads,
-                   help="torch CPU threads (1 is fastest for small MLPs)")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT_DIR",
-                   help="continue a run from runs/<name>/checkpoints/<tag>: its settings, "
-                        "model, replay buffer and live values; the journal goes on. Loading "
-                        "a checkpoint runs code from it: only yours, not writable by others")
-    p.add_argument("--serve-process", action=argparse.BooleanOptionalAction, default=True,
-                   help="serve from a child process (the default): requests, even a storm "
-                        "of them, take no CPU from the training process; changes reach it "
-                        "coalesced, at most ~50 times/s. --no-serve-process serves from a "
-                        "thread of the training process")
-    p.add_argument("--max-calls-per-second", type=float, default=d.max_calls_per_second,
-                   metavar="N", help="pace the calls of all clients together to N/s "
-                                     "(default %(default)g; 0: no pacing)")
     p.set_defaults(func=_main)
 
 
@@ -219,21 +203,7 @@ def _main(args: argparse.Namespace) -> int:
         raise SystemExit("livetune: error: --no-token only applies with --resume (a new run "
                          "serves without a token unless given one)")
     token = "" if args.no_token else token_from(None, args.token_file)
-    hyper: dict[str, Any] = {}
-    for item in args.hyper:
-        hyper.update(_parse_pairs(item, _literal))
-    config = TrainConfig(
-        env=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
-        vec=args.vec, seed=args.seed, run_name=args.run_name, runs_root=args.runs_root,
-        bind=args.bind, token=token, reward=_parse_pairs(args.reward), scale=args.scale,
-        reward_bounds=args.reward_bounds, livetune_port=args.livetune_port,
-        layout_seed=args.layout_seed, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints,
-        relabel=args.relabel, progress=args.progress, hyper=hyper, device=args.device,
-        threads=args.threads, resume=args.resume, serve_process=args.serve_process,
-        max_calls_per_second=args.max_calls_per_second,
-    )
+    config = from_args(TrainConfig, args, token=token)
     try:
         if config.resume:
             config = _resumed_config(

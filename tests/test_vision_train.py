@@ -163,11 +163,11 @@ def test_parser_via_add_parser() -> None:
 
 
 def test_cli_constants_match_the_modules() -> None:
-    from livetune_rl.vision import data, models, schedule
+    from livetune_rl.vision import config, data, models, schedule
 
-    assert vision_cli.ARCHS == models.ARCHS
-    assert vision_cli.DATASETS == data.DATASETS
-    assert vision_cli.SCHEDULES == schedule.SCHEDULES
+    assert config.ARCHS == models.ARCHS
+    assert config.DATASETS == data.DATASETS
+    assert config.SCHEDULES == schedule.SCHEDULES
 
 
 def test_cli_module_does_not_import_torch() -> None:

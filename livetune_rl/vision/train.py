@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ from ..evaluation import EVENT, EvaluateEvent
 from ..journal import read_journal_tail
 from ..private import ensure_private_dir, new_private_dir, write_private
 from ..registry import Registry
-from ..server import MAX_CALLS_PER_SECOND, serve
+from ..server import serve
 from ..values import LiveTuneError, Value
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, unwrap
+from .config import OPTIMIZERS, VisionConfig
 from .data import build_datasets
 from .distributed import ControlSync, init_distributed
 from .live import Actions, KnobTargets, LiveControl
@@ -50,62 +51,7 @@ from .models import build_vgg
 from .sampler import LiveBatchSampler
 from .schedule import LRSchedule
 
-OPTIMIZERS = ("sgd", "adamw")
 Phase = Callable[[str], None]
-
-
-@dataclass
-class VisionConfig:
-    """Arguments of ``livetune train-vision`` (also usable from Python: ``train(config)``)."""
-
-    arch: str = "vgg11_bn"
-    head: str | None = None  # None: "small" for inputs up to 64x64, else "imagenet"
-    width: float = 1.0
-    dataset: str = "fake"
-    data_root: str | None = None
-    image_size: int | None = None
-    train_size: int = 1024  # fake / synthetic only
-    val_size: int = 256
-    num_classes: int | None = None
-    augment: bool = True
-    epochs: int = 10
-    batch_size: int = 64
-    batch_boundary: str = "iteration"
-    optimizer: str = "sgd"
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    dropout: float = 0.5
-    lr_drop_factor: float = 0.1
-    schedule: str = "constant"
-    step_size: int = 30
-    gamma: float = 0.1
-    milestones: list[int] = field(default_factory=list)
-    warmup_epochs: int = 0
-    workers: int = 0
-    seed: int = 0
-    device: str = "auto"
-    run_name: str | None = None
-    runs_root: str = "runs"
-    bind: str | None = None
-    token: str | None = None
-    serve: bool = True
-    serve_process: bool = True
-    max_calls_per_second: float = MAX_CALLS_PER_SECOND
-    sync_every: int = 1
-    eval_each_epoch: bool = True
-    checkpoint_each_epoch: bool = True
-    checkpoint_on_stop: bool = True
-    eval_at_end: bool = True
-    max_steps: int = 0
-    max_seconds: float = 0.0
-    resume: str | None = None
-    set_values: dict[str, Value] = field(default_factory=dict)
-    progress: bool = True
-    tensorboard: bool = True
-    iteration_log: bool = False
-    log_every: int = 10
 
 
 @dataclass
