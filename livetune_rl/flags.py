@@ -21,7 +21,7 @@ Example::
     ...     name: str | None = option(None, "run name (default: the time)")
     ...     progress: bool = option(True, "no progress bar")
     >>> parser = argparse.ArgumentParser()
-    >>> add_options(parser, Config)
+    >>> _ = add_options(parser, Config)
     >>> from_args(Config, parser.parse_args(["--epochs", "3", "--no-progress"]))
     Config(epochs=3, name=None, progress=False)
 """
