@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from .flags import add_options, from_args
 from .values import LiveTuneError
 
 if TYPE_CHECKING:
@@ -339,12 +340,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tuner import PolicyConfig, Tuner
 
-    config = PolicyConfig(metric=args.metric, knobs=tuple(args.knobs), patience=args.patience,
-                          settle=args.settle, min_delta=args.min_delta, step=args.step,
-                          target=args.target, max_actions=args.max_actions, seed=args.seed,
-                          judge=args.judge, accept_early=args.accept_early, width=args.width,
-                          credit=args.credit, credit_window=args.credit_window,
-                          credit_min=args.credit_min, credit_rule=args.credit_rule)
+    config = from_args(PolicyConfig, args)
     with _client(args, name="livetune-tune") as client:
         decisions = Tuner(client, config, event=args.event, log=args.log).run(args.seconds)
     actions = [d for d in decisions if d.get("action")]
@@ -429,33 +425,10 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
                    help="read a journal file instead (a run that has ended)")
 
     p = add("tune", cmd_tune, "automated tuner: change knobs when an evaluated metric stalls")
-    p.add_argument("--metric", default="mean_fitness", help="key of the evaluation events")
+    from .tuner.policy import PolicyConfig  # stdlib only: no grpc, no torch
+
+    add_options(p, PolicyConfig)
     p.add_argument("--event", default="evaluate", help="name of the evaluation events")
-    p.add_argument("--knobs", nargs="+", default=["reward.*"], metavar="GLOB",
-                   help="variables it may change (bounded numbers only)")
-    p.add_argument("--patience", type=int, default=2, help="evaluations without gain = stall")
-    p.add_argument("--settle", type=int, default=2, help="evaluations to judge a change")
-    p.add_argument("--judge", type=int, default=0,
-                   help="judge on the mean of the last N settle evaluations (0: all)")
-    p.add_argument("--width", type=int, default=1,
-                   help="variables moved together in one trial (0: all)")
-    p.add_argument("--credit", default=None, metavar="KEY",
-                   help="first move: the reward terms that co-vary with this per-episode key "
-                        "(e.g. fitness) of the events' train_episodes")
-    p.add_argument("--credit-window", type=int, default=200,
-                   help="training episodes the --credit correlations use")
-    p.add_argument("--credit-rule", choices=("fit", "correlate"), default="fit",
-                   help="credit move: least-squares fit of the key on the terms (set the "
-                        "weights to it), or step each weight by the sign of its correlation")
-    p.add_argument("--credit-min", type=float, default=0.1,
-                   help="smallest |correlation| that moves a term's weight")
-    p.add_argument("--accept-early", action="store_true",
-                   help="keep a change as soon as its last --judge evaluations beat the baseline")
-    p.add_argument("--min-delta", type=float, default=1.0, help="gain that counts")
-    p.add_argument("--step", type=float, default=0.25, help="move, as a fraction of the range")
-    p.add_argument("--target", type=float, default=None, help="stop acting at this metric")
-    p.add_argument("--max-actions", type=int, default=50, help="changes the tuner makes at most")
-    p.add_argument("--seed", type=int, default=0, help="seed of the tuner's move order")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--log", default=None, help="JSONL file of observations and decisions")
 

@@ -55,6 +55,8 @@ class Flag:
     :param repeat: may be given several times; the value is the list of every occurrence,
         or a dict when the field's default is a dict and ``parse`` gives ``(key, value)``.
     :param both: a bool with both ``--NAME`` and ``--no-NAME``.
+    :param nargs: argparse's ``nargs`` (``"+"``: one or more values; a tuple field gets a
+        tuple).
     """
 
     help: str
@@ -65,6 +67,7 @@ class Flag:
     group: str | None = None
     repeat: bool = False
     both: bool = False
+    nargs: str | None = None
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *,
@@ -137,6 +140,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> dict[str, Any]:
                 kwargs["metavar"] = flag.metavar
             if flag.choices is not None:
                 kwargs["choices"] = flag.choices
+            if flag.nargs is not None:
+                kwargs["nargs"] = flag.nargs
         target.add_argument(*names, **kwargs)
     return groups
 
@@ -155,5 +160,7 @@ def from_args(cls: type[C], args: argparse.Namespace, **given: Any) -> C:
             for item in value:  # each occurrence: a mapping, or one (key, value) pair
                 merged.update(item if isinstance(item, Mapping) else [item])
             value = merged
+        elif isinstance(_default(field), tuple) and isinstance(value, list):
+            value = tuple(value)
         values[field.name] = value
     return cls(**values, **given)

@@ -10,6 +10,7 @@ import pytest
 
 from livetune_rl.flags import add_options, flag_of, from_args, option
 from livetune_rl.train import TrainConfig
+from livetune_rl.tuner import PolicyConfig
 from livetune_rl.vision.config import VisionConfig
 
 
@@ -64,7 +65,7 @@ def test_a_field_of_another_type_needs_a_parser() -> None:
         add_options(argparse.ArgumentParser(), Bad)
 
 
-@pytest.mark.parametrize("cls", [TrainConfig, VisionConfig])
+@pytest.mark.parametrize("cls", [TrainConfig, VisionConfig, PolicyConfig])
 def test_every_command_option_has_help_and_parses_to_its_default(cls: type) -> None:
     parser = argparse.ArgumentParser()
     add_options(parser, cls)
@@ -86,3 +87,12 @@ def test_train_flags_build_its_config() -> None:
     assert config.hyper == {"n_steps": 64, "gamma": 0.9, "policy_kwargs": {"net_arch": [8]}}
     assert (config.relabel, config.reward_bounds, config.serve_process, config.token) == (
         False, (-2.0, 2.0), False, "t")
+
+
+def test_tuner_flags_build_its_config() -> None:
+    parser = argparse.ArgumentParser()
+    add_options(parser, PolicyConfig)
+    config = from_args(PolicyConfig, parser.parse_args([
+        "--knobs", "reward.*", "learning_rate", "--credit-rule", "correlate", "--target", "50"]))
+    assert config.knobs == ("reward.*", "learning_rate") and config.credit_rule == "correlate"
+    assert config.target == 50.0 and config.settle == PolicyConfig.settle

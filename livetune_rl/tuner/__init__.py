@@ -9,7 +9,21 @@ Example::
     livetune tune --run ht-ppo --metric mean_fitness --knobs 'reward.*'
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .policy import Action, HillClimbPolicy, PolicyConfig
-from .runner import Tuner
+
+if TYPE_CHECKING:
+    from .runner import Tuner
 
 __all__ = ["Action", "HillClimbPolicy", "PolicyConfig", "Tuner"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Tuner":  # imports grpc: only when a tuner runs, not for ``livetune --help``
+        from .runner import Tuner
+
+        return Tuner
+    raise AttributeError(f"module 'livetune_rl.tuner' has no attribute {name!r}")

@@ -67,37 +67,39 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..registry import VariableState
+from ..flags import option
+from ..state import VariableState
 from ..values import Value, VarType
 
 
 @dataclass
 class PolicyConfig:
-    """What the tuner watches, when it acts and how far it moves."""
+    """What the tuner watches, when it acts and how far it moves (each field is also a flag
+    of ``livetune tune``)."""
 
-    metric: str = "mean_fitness"
-    knobs: tuple[str, ...] = ("reward.*",)
-    patience: int = 2
-    settle: int = 2
-    min_delta: float = 1.0
-    step: float = 0.25
-    target: float | None = None
-    max_actions: int = 50
-    seed: int = 0
-    judge: int = 0
-    """judge a trial on the mean of its last ``judge`` evaluations (0: all ``settle``)"""
-    width: int = 1
-    """variables moved together in one trial (0: all the tunables)"""
-    credit: str | None = None
-    """per-episode key of the events' ``train_episodes`` to align the reward terms with"""
-    credit_window: int = 200
-    """training episodes the credit correlations are computed over"""
-    credit_min: float = 0.1
-    """smallest absolute correlation that moves a term's weight (``correlate``)"""
-    credit_rule: Literal["fit", "correlate"] = "fit"
-    """how the credit move is made: least-squares fit, or correlation signs"""
-    accept_early: bool = False
-    """keep a trial as soon as its last ``judge`` evaluations beat the baseline"""
+    metric: str = option("mean_fitness", "key of the evaluation events")
+    knobs: tuple[str, ...] = option(("reward.*",), "variables it may change (bounded numbers "
+                                    "only)", parse=str, nargs="+", metavar="GLOB")
+    patience: int = option(2, "evaluations without gain = stall")
+    settle: int = option(2, "evaluations to judge a change")
+    min_delta: float = option(1.0, "gain that counts")
+    step: float = option(0.25, "move, as a fraction of the range")
+    target: float | None = option(None, "stop acting at this metric")
+    max_actions: int = option(50, "changes the tuner makes at most")
+    seed: int = option(0, "seed of the tuner's move order")
+    judge: int = option(0, "judge on the mean of the last N settle evaluations (0: all)")
+    width: int = option(1, "variables moved together in one trial (0: all)")
+    credit: str | None = option(
+        None, "first move: the reward terms that co-vary with this per-episode key (e.g. "
+        "fitness) of the events' train_episodes", metavar="KEY")
+    credit_window: int = option(200, "training episodes the --credit correlations use")
+    credit_min: float = option(0.1, "smallest |correlation| that moves a term's weight")
+    credit_rule: Literal["fit", "correlate"] = option(
+        "fit", "credit move: least-squares fit of the key on the terms (set the weights to "
+        "it), or step each weight by the sign of its correlation", parse=str,
+        choices=("fit", "correlate"))
+    accept_early: bool = option(
+        False, "keep a change as soon as its last --judge evaluations beat the baseline")
 
     def __post_init__(self) -> None:
         if self.patience < 1 or self.settle < 1:
