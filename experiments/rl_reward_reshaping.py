@@ -63,6 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from livetune_rl.flags import add_options, from_args, option
+
 REPO = Path(__file__).resolve().parent.parent
 COMPONENTS: tuple[str, ...] = (
     "hungry_thirsty", "hungry_not_thirsty", "not_hungry_thirsty", "not_hungry_not_thirsty")
@@ -117,44 +119,43 @@ RESTART_ARMS: tuple[str, ...] = ("scratch_B", "ckpt_B", "matched_B", "objective_
 
 @dataclass
 class Args:
-    """Arguments of the experiment (every field is a ``--flag``)."""
+    """Arguments of the experiment: every field is a ``--flag`` with this help
+    (:mod:`livetune_rl.flags`)."""
 
-    seeds: int = 10
-    """reported training seeds (REPORTED_SEED0 ...), each on a separately drawn layout"""
-    total_timesteps: int = 40_960
-    """env-step budget of every arm (restart costs are paid out of it)"""
-    n_envs: int = 4
-    eval_every: int = 2_048
-    """evaluate every N env steps (what the designer sees)"""
-    eval_episodes: int = 10
-    final_eval_episodes: int = 30
-    threshold_fraction: float = 0.5
-    """threshold: this fraction of the layout's ceiling"""
-    workers: int = 2
-    restart_trials: int = 3
-    sensitivity_seconds: str = "0,60"
-    """restart costs (s) of the sensitivity table besides the measured one"""
-    learning_rate: float = 1e-3
-    ent_coef: float = 0.01
-    n_steps: int = 256
-    batch_size: int = 128
-    n_epochs: int = 10
-    gamma: float = 0.99
-    tuner_patience: int = 2
-    tuner_settle: int = 8
-    tuner_judge: int = 2
-    tuner_step: float = 0.25
-    tuner_min_delta: float = 1.0
-    tuner_width: int = 1
-    arms: str = ""
-    """comma-separated arms to run (default: every arm); e.g. ``live_B`` for a designer pilot"""
-    pilot: bool = False
-    """run on the held-out layouts and seeds 900+ (to choose tuner settings); not reported"""
-    out: str = str(REPO / "experiments" / "results")
-    quick: bool = False
-    """1 seed, a tiny budget: checks the pipeline, not the numbers"""
-    replot: str = ""
-    """rewrite the tables and plots from this results JSON (e.g. a stopped run's) and exit"""
+    seeds: int = option(10, "reported training seeds (100 ...), each on a separately drawn "
+                            "layout")
+    total_timesteps: int = option(40_960, "env-step budget of every arm (restart costs are "
+                                          "paid out of it)")
+    n_envs: int = option(4, "parallel envs of every PPO run")
+    eval_every: int = option(2_048, "evaluate every N env steps (what the designer sees)")
+    eval_episodes: int = option(10, "episodes of each evaluation the designer sees")
+    final_eval_episodes: int = option(30, "held-out episodes of the final fitness")
+    threshold_fraction: float = option(0.5, "threshold: this fraction of the layout's ceiling")
+    workers: int = option(2, "runs trained at once (one process each)")
+    restart_trials: int = option(3, "fresh processes timed to measure the restart cost")
+    sensitivity_seconds: str = option("0,60", "restart costs (s) of the sensitivity table "
+                                              "besides the measured one")
+    learning_rate: float = option(1e-3, "PPO learning rate")
+    ent_coef: float = option(0.01, "PPO entropy coefficient")
+    n_steps: int = option(256, "PPO rollout length per env")
+    batch_size: int = option(128, "PPO minibatch size")
+    n_epochs: int = option(10, "PPO epochs per rollout")
+    gamma: float = option(0.99, "discount (PPO and value iteration)")
+    tuner_patience: int = option(2, "designer: evaluations without gain that make a stall")
+    tuner_settle: int = option(8, "designer: evaluations a trial runs before it is judged")
+    tuner_judge: int = option(2, "designer: a trial is judged on the mean of its last N "
+                                 "evaluations")
+    tuner_step: float = option(0.25, "designer: a move, as a fraction of a weight's range")
+    tuner_min_delta: float = option(1.0, "designer: the fitness gain that counts")
+    tuner_width: int = option(1, "designer: weights moved together in one trial")
+    arms: str = option("", "comma-separated arms to run (default: every arm); e.g. live_B "
+                           "for a designer pilot")
+    pilot: bool = option(False, "run on the held-out layouts and seeds 900+ (to choose tuner "
+                                "settings); not reported")
+    out: str = option(str(REPO / "experiments" / "results"), "folder of the results")
+    quick: bool = option(False, "1 seed, a tiny budget: checks the pipeline, not the numbers")
+    replot: str = option("", "rewrite the tables and plots from this results JSON (e.g. a "
+                             "stopped run's) and exit")
 
     def apply_quick(self) -> None:
         self.seeds, self.total_timesteps, self.eval_every, self.n_steps = 1, 1_024, 256, 32
@@ -174,16 +175,11 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """A ``--flag`` per :class:`Args` field (booleans are switches)."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    for f in dataclasses.fields(Args):
-        value = getattr(Args(), f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true", default=value)
-        else:
-            parser.add_argument(flag, type=type(value), default=value)
-    args = Args(**vars(parser.parse_args(argv)))
+    """A ``--flag`` per :class:`Args` field (booleans are switches), with its help."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_options(parser, Args)
+    args = from_args(Args, parser.parse_args(argv))
     if args.quick:
         args.apply_quick()
     return args
@@ -829,7 +825,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def submit(j: dict[str, Any], first: bool = False) -> None:
             if j["arm"] not in chosen:
                 return
-            if "copy_of" in j:
+            if "copy_of" in j and j["copy_of"] not in chosen:
+                print(f"{j['arm']} ({j['cost_label']}) seed {j['seed']}: not run; it would be "
+                      f"a copy of {j['copy_of']}, which --arms leaves out", flush=True)
+            elif "copy_of" in j:
                 waiting.append(j)
             else:
                 queue.insert(0, j) if first else queue.append(j)
