@@ -36,7 +36,7 @@ from .values import LiveTuneError
 ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
 FAST_DEFAULTS: dict[str, dict[str, Any]] = {
     # Chosen by a one-seed sweep on Hungry-Thirsty with the fitness-aligned reward (see
-    # docs/experiments.md): fitness ~70/200 after 100k steps in under a minute on 2 cores,
+    # docs/experiments.md): fitness ~70/200 after 100k steps, ~2 min on 2 quiet cores,
     # where SB3's defaults (2048 steps x 10 epochs of batch 64) are slower and learn less by
     # then. --hyper overrides any of them.
     "ppo": {"n_steps": 256, "batch_size": 128, "n_epochs": 10, "learning_rate": 1e-3,
