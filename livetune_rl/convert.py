@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -114,6 +113,14 @@ def event_to_proto(event: ChangeEvent) -> pb.Change:
     )
 
 
+def _data(message: Struct) -> dict[str, Any]:
+    """A record's ``data`` as plain Python (json_format, ~25 ms to import, only when a
+    record has data: a ``livetune set`` answer usually has none)."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(message)
+
+
 def event_from_proto(msg: pb.Change) -> ChangeEvent:
     return ChangeEvent(
         v=msg.version,
@@ -125,7 +132,7 @@ def event_from_proto(msg: pb.Change) -> ChangeEvent:
         source=msg.source,
         step=msg.step if msg.HasField("step") else None,
         applies=msg.applies or None,
-        data=json_format.MessageToDict(msg.data) if msg.HasField("data") else {},
+        data=_data(msg.data) if msg.HasField("data") else {},
     )
 
 
