@@ -70,6 +70,8 @@ def test_writes_handed_over_and_taken_back(tmp_path: Path) -> None:
     assert not reg.remote and reg.journal is handover.journal
     [local] = reg.set({"lr": 0.3})
     assert local.v == reg.version and lr.value == 0.3
+    reg.step = 5  # no shared step cell any more: the step is this registry's alone
+    assert reg.step == 5
     assert [e.new for e in read_journal(tmp_path / "j.jsonl") if e.kind == "set"] == [0.3]
 
 
@@ -177,3 +179,33 @@ def test_a_watcher_keeps_1024_events_by_default() -> None:
         assert not watcher.lagged
         reg.set({"x": -1})
         assert watcher.lagged
+
+
+class Cell:
+    value = 0
+
+
+def test_the_step_reaches_the_shared_cell_only_while_served_remotely() -> None:
+    reg = lt.Registry()
+    cell = Cell()
+    remote = RecordingCommitter()
+    reg.step = 3
+    reg.serve_remotely(remote, step_cell=cell)
+    assert cell.value == 3
+    reg.step = 4
+    assert cell.value == 4
+    reg.commit_locally(remote)
+    reg.step = 9
+    assert cell.value == 4 and reg.step == 9
+
+
+def test_a_new_trigger_and_a_mirrored_choice_variable_as_ls_shows_them() -> None:
+    reg = lt.Registry()
+    go = lt.LiveTrigger("go", registry=reg)
+    state = go.state()
+    assert (state.version, state.source, state.fires, state.handled) == (0, "", 0, 0)
+    opt = lt.LiveVariable("optimizer", "adam", choices=["adam", "sgd"], registry=reg)
+    mirror = lt.Registry().define_from(opt.state())
+    assert isinstance(mirror, LiveVariable)
+    with pytest.raises(lt.InvalidValueError, match="not one of"):
+        mirror.set("rmsprop")
