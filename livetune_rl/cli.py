@@ -382,9 +382,10 @@ def _target_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="machine-readable output")
 
 
-def build_parser(training: bool = True) -> argparse.ArgumentParser:
+def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.ArgumentParser:
     """The ``livetune`` parser; without ``training``, no ``train``/``train-vision`` command
-    (their modules are not imported)."""
+    (their modules are not imported); without ``tuning`` (default: ``training``), ``tune``
+    has no options (the tuner package is not imported)."""
     common = argparse.ArgumentParser(add_help=False)
     _target_options(common, suppress=True)
 
@@ -425,9 +426,10 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
                    help="read a journal file instead (a run that has ended)")
 
     p = add("tune", cmd_tune, "automated tuner: change knobs when an evaluated metric stalls")
-    from .tuner.policy import PolicyConfig  # stdlib only: no grpc, no torch
+    if training if tuning is None else tuning:
+        from .tuner.policy import PolicyConfig  # stdlib only: no grpc, no torch
 
-    add_options(p, PolicyConfig)
+        add_options(p, PolicyConfig)
     p.add_argument("--event", default="evaluate", help="name of the evaluation events")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--log", default=None, help="JSONL file of observations and decisions")
@@ -473,7 +475,8 @@ def _needs_training_parser(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(training=_needs_training_parser(argv))
+    training = _needs_training_parser(argv)
+    parser = build_parser(training=training, tuning=training or "tune" in argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -36,7 +36,7 @@ from livetune_rl.wrappers import LiveRewardWrapper
 NEW: dict[str, float | int] = {
     "learning_rate": 1.5e-4, "ent_coef": 0.03, "target_entropy": -2.5, "clip_range": 0.15,
     "exploration_rate": 0.25, "gamma": 0.91, "gae_lambda": 0.85, "n_epochs": 2,
-    "batch_size": 8, "vf_coef": 0.35, "max_grad_norm": 0.45, "target_kl": 0.02, "tau": 0.02,
+    "batch_size": 4, "vf_coef": 0.35, "max_grad_norm": 0.45, "target_kl": 0.02, "tau": 0.02,
     "gradient_steps": 2,
 }
 
