@@ -10,7 +10,9 @@ are loaded on first use. Modules:
 * :mod:`.live` - the knobs and triggers, applied from one snapshot;
 * :mod:`.distributed` - every DDP rank applies each change at the same iteration;
 * :mod:`.checkpoint` - checkpoints with optimizer state and live values;
-* :mod:`.train` - the training loop; :mod:`.cli` - ``livetune train-vision``.
+* :mod:`.config` - ``VisionConfig``, the run's settings and the command's flags (no torch);
+* :mod:`.train` - the training loop (``Trainer``, in named phases); :mod:`.cli` -
+  ``livetune train-vision``.
 
 Example::
 
@@ -24,8 +26,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "VisionConfig": "train",
+    "VisionConfig": "config",
     "TrainResult": "train",
+    "Trainer": "train",
     "train": "train",
     "build_vgg": "models",
     "set_dropout": "models",

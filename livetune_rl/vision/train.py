@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..evaluation import EVENT, EvaluateEvent
 from ..journal import read_journal_tail
+from ..options import Serving
 from ..private import ensure_private_dir, new_private_dir, write_private
 from ..registry import Registry
 from ..server import serve
@@ -202,273 +203,348 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
             writer up), ``"loader_warmup"`` (first batch fetched) and ``"first_step"`` as
             start-up reaches them (restart-cost measurements).
     """
-    started = time.time()
-    mark = phase or (lambda name: None)
-    rank, world = init_distributed()
-    primary = rank == 0
-    torch.manual_seed(config.seed)
-    device = _device(config.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    run_dir = Path(config.runs_root) / _run_name(config)
-    if primary:
-        _make_run_dir(run_dir, config)
+    return Trainer(config, registry=registry, phase=phase).run()
 
-    data = build_datasets(config.dataset, config.data_root, image_size=config.image_size,
-                          augment=config.augment, train_size=config.train_size,
-                          val_size=config.val_size, num_classes=config.num_classes,
-                          seed=config.seed)
-    head = config.head or ("small" if data.image_size <= 64 else "imagenet")
-    model: nn.Module = build_vgg(config.arch, num_classes=data.num_classes, head=head,
-                                 dropout=config.dropout, width=config.width).to(device)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = make_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LRSchedule(
-        config.schedule, epochs=config.epochs, step_size=config.step_size, gamma=config.gamma,
-        milestones=config.milestones, warmup_epochs=config.warmup_epochs))
-    sampler = LiveBatchSampler(len(data.train), config.batch_size, shuffle=True,
-                               seed=config.seed, rank=rank, world_size=world,
-                               boundary=config.batch_boundary)
-    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=config.workers,
-                        persistent_workers=config.workers > 0,
-                        pin_memory=device.type == "cuda")
-    mark("setup")
 
-    registry = (registry if registry is not None else Registry()) if primary else None
-    control = LiveControl(registry, KnobTargets(optimizer, model, sampler, scheduler,
-                                                config.nesterov),
-                          initial={"learning_rate": config.learning_rate,
-                                   "momentum": config.momentum,
-                                   "weight_decay": config.weight_decay,
-                                   "batch_size": config.batch_size, "dropout": config.dropout,
-                                   "lr_drop_factor": config.lr_drop_factor})
-    journal_path = run_dir / "journal.jsonl"
-    if registry is not None and registry.journal is None:
-        if journal_path.exists():  # resuming in the same run directory: continue its versions
-            last, _ = read_journal_tail(journal_path, limit=1)
-            registry.continue_versions(last[-1].v if last else 0)
-        registry.attach_journal(journal_path, data={"run": run_dir.name, "world_size": world})
-    pos = _Position()
-    if config.resume:
-        state = load_checkpoint(config.resume)
-        restore_training_state(state, model=model, optimizer=optimizer, scheduler=scheduler)
-        control.restore(state.get("live", {}))
-        pos = _Position(**{k: int(v) for k, v in state["position"].items()
-                           if k in _Position().as_dict()})
-        mark("checkpoint_load")
-    if registry is not None and config.set_values:
-        registry.set(config.set_values, source="command line")
+class Trainer:
+    """One ``train-vision`` run, in named phases: the constructor builds (:meth:`_build`),
+    puts the knobs in the registry (:meth:`_make_live`), resumes (:meth:`_resume`) and serves
+    (:meth:`_serve`); :meth:`run` trains epoch by epoch (:meth:`_epoch`, one optimizer step
+    per :meth:`_step`) and ends it (:meth:`_finish`). Triggers act through
+    :meth:`checkpoint`, :meth:`evaluate` and :meth:`_handle`.
 
-    server = None
-    address = None
-    if registry is not None and config.serve:
-        server = serve(config.bind, run=run_dir.name, token=config.token, registry=registry,
-                       journal=journal_path, quiet=True, out_of_process=config.serve_process,
-                       max_calls_per_second=config.max_calls_per_second or None)
-        address = server.address
-        write_private(run_dir / "server.json", json.dumps(
-            {"address": address, "run": run_dir.name, "pid": os.getpid()}))
-        target = f"--run {run_dir.name}" if config.bind is None else f"--addr {address}"
-        print(f"livetune: run {run_dir.name!r} serving on {address}; run directory {run_dir}\n"
-              f"  livetune {target} ls\n  livetune {target} set learning_rate 0.01 "
-              f"batch_size=128\n  livetune {target} fire evaluate   # also: checkpoint, stop, "
-              f"lr_drop", file=sys.stderr, flush=True)
+    :param config: the run's settings.
+    :param registry: the registry to put the knobs in on rank 0 (default: a new one).
+    :param phase: told the name of each start-up phase as it is reached (see :func:`train`).
+    """
 
-    writer = None
-    if primary and config.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, config: VisionConfig, *, registry: Registry | None = None,
+                 phase: Phase | None = None) -> None:
+        self.config = config
+        self.started = time.time()
+        self.mark: Phase = phase or (lambda name: None)
+        self.rank, self.world = init_distributed()
+        self.primary = self.rank == 0
+        self.pos = _Position()
+        self.last_eval: dict[str, float] | None = None
+        self.last_ckpt: str | None = None
+        self.eval_step = -1
+        self.stopped = "completed"
+        self._build()
+        self._make_live(registry)
+        self._resume()
+        self._serve()
 
-        writer = SummaryWriter(str(run_dir / "tb"))
-    mark("serve")
-    iter_log = _IterationLog(run_dir / f"iterations.rank{rank}.jsonl"
-                             if config.iteration_log else None)
-    if config.iteration_log and not primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    sync = ControlSync(control, every=config.sync_every, device=device
-                       if device.type == "cuda" else "cpu")
-    loss_fn = nn.CrossEntropyLoss()
-    last_eval: dict[str, float] | None = None
-    last_ckpt: str | None = None
-    eval_step = -1
-    stopped = "completed"
-    first_batch = first_step = True
-    deadline_fired = False
-    shard = sampler.shard_size
+    # ------------------------------------------------------------------ start-up phases
+    def _build(self) -> None:
+        """The run directory, data, model, optimizer, schedule, sampler and loader."""
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.device = device = _device(config.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        self.run_dir = Path(config.runs_root) / _run_name(config)
+        if self.primary:
+            _make_run_dir(self.run_dir, config)
+        self.data = build_datasets(
+            config.dataset, config.data_root, image_size=config.image_size,
+            augment=config.augment, train_size=config.train_size, val_size=config.val_size,
+            num_classes=config.num_classes, seed=config.seed)
+        head = config.head or ("small" if self.data.image_size <= 64 else "imagenet")
+        model: nn.Module = build_vgg(config.arch, num_classes=self.data.num_classes, head=head,
+                                     dropout=config.dropout, width=config.width).to(device)
+        if self.world > 1:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.model = model
+        self.optimizer = make_optimizer(model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, LRSchedule(
+            config.schedule, epochs=config.epochs, step_size=config.step_size,
+            gamma=config.gamma, milestones=config.milestones,
+            warmup_epochs=config.warmup_epochs))
+        self.sampler = LiveBatchSampler(len(self.data.train), config.batch_size, shuffle=True,
+                                        seed=config.seed, rank=self.rank,
+                                        world_size=self.world, boundary=config.batch_boundary)
+        self.loader = DataLoader(self.data.train, batch_sampler=self.sampler,
+                                 num_workers=config.workers,
+                                 persistent_workers=config.workers > 0,
+                                 pin_memory=device.type == "cuda")
+        self.mark("setup")
 
-    def checkpoint(tag: str) -> str | None:
-        nonlocal last_ckpt
-        if not primary:
+    def _make_live(self, registry: Registry | None) -> None:
+        """The knobs (in the registry on rank 0) and the run's journal."""
+        config = self.config
+        self.registry = (registry if registry is not None else Registry()) \
+            if self.primary else None
+        self.control = LiveControl(
+            self.registry, KnobTargets(self.optimizer, self.model, self.sampler,
+                                       self.scheduler, config.nesterov),
+            initial={"learning_rate": config.learning_rate, "momentum": config.momentum,
+                     "weight_decay": config.weight_decay, "batch_size": config.batch_size,
+                     "dropout": config.dropout, "lr_drop_factor": config.lr_drop_factor})
+        self.journal_path = self.run_dir / "journal.jsonl"
+        registry = self.registry
+        if registry is not None and registry.journal is None:
+            if self.journal_path.exists():  # resuming in the same run directory: continue
+                last, _ = read_journal_tail(self.journal_path, limit=1)
+                registry.continue_versions(last[-1].v if last else 0)
+            registry.attach_journal(self.journal_path,
+                                    data={"run": self.run_dir.name, "world_size": self.world})
+
+    def _resume(self) -> None:
+        """Model, optimizer, schedule, live values and position from ``--resume``; then the
+        ``--set`` values."""
+        config = self.config
+        if config.resume:
+            state = load_checkpoint(config.resume)
+            restore_training_state(state, model=self.model, optimizer=self.optimizer,
+                                   scheduler=self.scheduler)
+            self.control.restore(state.get("live", {}))
+            self.pos = _Position(**{k: int(v) for k, v in state["position"].items()
+                                    if k in _Position().as_dict()})
+            self.mark("checkpoint_load")
+        if self.registry is not None and config.set_values:
+            self.registry.set(config.set_values, source="command line")
+
+    def _serve(self) -> None:
+        """The gRPC server (rank 0), TensorBoard, the iteration log and the DDP sync."""
+        config, run_dir = self.config, self.run_dir
+        self.server: Serving | None = None
+        self.address: str | None = None
+        if self.registry is not None and config.serve:
+            self.server = serve(config.bind, run=run_dir.name, token=config.token,
+                                registry=self.registry, journal=self.journal_path, quiet=True,
+                                out_of_process=config.serve_process,
+                                max_calls_per_second=config.max_calls_per_second or None)
+            self.address = address = self.server.address
+            write_private(run_dir / "server.json", json.dumps(
+                {"address": address, "run": run_dir.name, "pid": os.getpid()}))
+            target = f"--run {run_dir.name}" if config.bind is None else f"--addr {address}"
+            print(f"livetune: run {run_dir.name!r} serving on {address}; run directory "
+                  f"{run_dir}\n  livetune {target} ls\n  livetune {target} set learning_rate "
+                  f"0.01 batch_size=128\n  livetune {target} fire evaluate   # also: "
+                  f"checkpoint, stop, lr_drop", file=sys.stderr, flush=True)
+        self.writer = None
+        if self.primary and config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"))
+        self.mark("serve")
+        self.iter_log = _IterationLog(run_dir / f"iterations.rank{self.rank}.jsonl"
+                                      if config.iteration_log else None)
+        if config.iteration_log and not self.primary:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        self.sync = ControlSync(self.control, every=config.sync_every,
+                                device=self.device if self.device.type == "cuda" else "cpu")
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    # ------------------------------------------------------------------ what triggers do
+    def checkpoint(self, tag: str) -> str | None:
+        """Save ``checkpoints/<tag>.pt`` (rank 0) and journal it; its path."""
+        if not self.primary:
             return None
+        pos = self.pos
         t0 = time.perf_counter()
-        path = save_checkpoint(run_dir / "checkpoints", tag, model=model, optimizer=optimizer,
-                               scheduler=scheduler, position=pos.as_dict(),
-                               live=control.state_dict(),
-                               extra={"config": saved_config(config), "world_size": world})
+        path = save_checkpoint(self.run_dir / "checkpoints", tag, model=self.model,
+                               optimizer=self.optimizer, scheduler=self.scheduler,
+                               position=pos.as_dict(), live=self.control.state_dict(),
+                               extra={"config": saved_config(self.config),
+                                      "world_size": self.world})
         seconds = time.perf_counter() - t0
-        last_ckpt = str(path)
-        if registry is not None:
-            registry.record_event("checkpoint", {"path": str(path), "seconds": seconds,
-                                                 "epoch": pos.epoch,
-                                                 "iteration": pos.iteration}, step=pos.step)
-        return last_ckpt
+        self.last_ckpt = str(path)
+        if self.registry is not None:
+            self.registry.record_event("checkpoint", {"path": str(path), "seconds": seconds,
+                                                      "epoch": pos.epoch,
+                                                      "iteration": pos.iteration},
+                                       step=pos.step)
+        return self.last_ckpt
 
-    def run_eval() -> dict[str, float]:
-        nonlocal last_eval, eval_step
-        if eval_step == pos.step and last_eval is not None:
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate on the validation set (every rank), journal and log it (rank 0)."""
+        pos = self.pos
+        if self.eval_step == pos.step and self.last_eval is not None:
             # this model was evaluated at this step already (a fired evaluate handled right
             # after an epoch's own evaluation): one evaluation, journaled once
-            return last_eval
-        metrics = evaluate(model, data.val, batch_size=max(int(sampler.batch_size), 64),
-                           device=device, sync=sync, workers=0)
-        last_eval, eval_step = metrics, pos.step
-        if registry is not None:
+            return self.last_eval
+        metrics = evaluate(self.model, self.data.val,
+                           batch_size=max(int(self.sampler.batch_size), 64),
+                           device=self.device, sync=self.sync, workers=0)
+        self.last_eval, self.eval_step = metrics, pos.step
+        if self.registry is not None:
             event = EvaluateEvent({**metrics, "epoch": pos.epoch, "iteration": pos.iteration})
-            registry.record_event(EVENT, event.to_data(), step=pos.step)
-        if writer is not None:
+            self.registry.record_event(EVENT, event.to_data(), step=pos.step)
+        if self.writer is not None:
             for key in ("loss", "acc1", "acc5"):
-                writer.add_scalar(f"val/{key}", metrics[key], pos.step)
+                self.writer.add_scalar(f"val/{key}", metrics[key], pos.step)
         return metrics
 
-    def handle(actions: Actions, bar: Any) -> bool:
-        if actions.applied and primary:
+    def _handle(self, actions: Actions, bar: Any) -> bool:
+        """Say what was applied, evaluate and checkpoint as fired; whether to stop."""
+        pos = self.pos
+        if actions.applied and self.primary:
             said = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in actions.applied.items())
             _say(bar, f"livetune: applied {said} at epoch {pos.epoch} iteration "
                       f"{pos.iteration} (step {pos.step})")
         for _ in range(actions.evaluate):
-            m = run_eval()
-            if primary:
+            m = self.evaluate()
+            if self.primary:
                 _say(bar, f"evaluate at step {pos.step}: acc1={m['acc1']:.4f} "
                           f"loss={m['loss']:.4f}")
         if actions.checkpoint:
-            path = checkpoint(f"step_{pos.step}")
-            if primary:
+            path = self.checkpoint(f"step_{pos.step}")
+            if self.primary:
                 _say(bar, f"checkpoint: {path}")
         return actions.stop
 
-    bar = None
-    try:
-        model.train()
-        while pos.epoch < config.epochs and stopped == "completed":
-            sampler.set_epoch(pos.epoch, start=pos.samples)
-            batches = iter(loader)
-            if primary and config.progress:
-                from tqdm import tqdm
+    # ------------------------------------------------------------------ training
+    def run(self) -> TrainResult:
+        """Train epoch by epoch until the epochs are done, ``stop`` fires, ``--max-steps``
+        or ``--max-seconds`` is reached, or Ctrl-C; then end the run (:meth:`_finish`)."""
+        self._bar: Any = None
+        self._first_batch = self._first_step = True
+        self._deadline_fired = False
+        try:
+            self.model.train()
+            while self.pos.epoch < self.config.epochs and self.stopped == "completed":
+                self._epoch()
+        except KeyboardInterrupt:
+            self.stopped = "interrupted"
+            if self._bar is not None:
+                self._bar.close()
+        finally:
+            self.iter_log.flush()
+        return self._finish()
 
-                bar = tqdm(total=len(sampler) + pos.iteration, initial=pos.iteration,
-                           desc=f"epoch {pos.epoch + 1} of {config.epochs}", unit="it",
-                           dynamic_ncols=True,
-                           leave=False)
-            force = True
-            while True:
-                if registry is not None:
-                    registry.step = pos.step
-                    if (config.max_seconds and not deadline_fired
-                            and time.time() - started >= config.max_seconds):
-                        deadline_fired = True
-                        registry.fire("stop", source="max_seconds")
-                snap = sync.poll(pos.step, force=force)
-                force = False
-                if snap is not None and handle(
-                        control.apply(snap, epoch=pos.epoch, iteration=pos.iteration,
-                                      step=pos.step), bar):
-                    stopped = "stop"
-                    break
-                if config.max_steps and pos.step >= config.max_steps:
-                    stopped = "max_steps"
-                    break
-                try:
-                    images, labels = next(batches)
-                except StopIteration:
-                    break
-                if first_batch:
-                    first_batch = False
-                    mark("loader_warmup")
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                group = optimizer.param_groups[0]
-                lr = group["lr"]
-                loss = loss_fn(model(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                pos.step += 1
-                pos.iteration += 1
-                pos.samples += len(labels)
-                pos.total_samples += len(labels)
-                if first_step:
-                    first_step = False
-                    mark("first_step")
-                if config.iteration_log or (
-                        writer is not None and pos.step % config.log_every == 0) or bar:
-                    loss_value = float(loss.detach())
-                    if config.iteration_log:
-                        momentum = group["betas"][0] if "betas" in group else group["momentum"]
-                        iter_log.add({"step": pos.step - 1, "epoch": pos.epoch,
-                                      "iteration": pos.iteration - 1, "lr": lr,
-                                      "momentum": momentum,
-                                      "weight_decay": group["weight_decay"],
-                                      "batch": len(labels), "dropout": control.values["dropout"],
-                                      "loss": loss_value})
-                    if writer is not None and pos.step % config.log_every == 0:
-                        writer.add_scalar("train/loss", loss_value, pos.step)
-                        writer.add_scalar("train/lr", lr, pos.step)
-                        writer.add_scalar("train/batch_size", len(labels), pos.step)
-                    if bar is not None:
-                        bar.update(1)
-                        if pos.step % config.log_every == 0:
-                            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}",
-                                            bs=len(labels))
-            if bar is not None:
-                bar.close()
-                bar = None
-            if stopped != "completed":
+    def _epoch(self) -> None:
+        """One epoch (or what is left of it): a safe point before every batch, then the
+        epoch's evaluation, schedule step and checkpoint."""
+        config, pos = self.config, self.pos
+        self.sampler.set_epoch(pos.epoch, start=pos.samples)
+        batches = iter(self.loader)
+        if self.primary and config.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=len(self.sampler) + pos.iteration, initial=pos.iteration,
+                             desc=f"epoch {pos.epoch + 1} of {config.epochs}", unit="it",
+                             dynamic_ncols=True, leave=False)
+        force = True
+        while True:
+            if self._safe_point(force):
+                self.stopped = "stop"
                 break
-            # epoch boundary: evaluate the epoch just done, then step the schedule
-            if config.eval_each_epoch:
-                m = run_eval()
-                if primary:
-                    _say(None, f"epoch {pos.epoch + 1} of {config.epochs} done (step "
-                               f"{pos.step}): "
-                               f"acc1={m['acc1']:.4f} loss={m['loss']:.4f} "
-                               f"lr={optimizer.param_groups[0]['lr']:.4g}")
-            pos.epoch += 1
-            pos.iteration = 0
-            pos.samples = 0
-            scheduler.step()
-            if config.checkpoint_each_epoch:
-                checkpoint(f"epoch_{pos.epoch}")
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-        if bar is not None:
-            bar.close()
-    finally:
-        iter_log.flush()
-    if stopped == "interrupted" or (stopped in ("stop", "max_steps")
-                                    and config.checkpoint_on_stop):
-        checkpoint(f"{stopped}_step_{pos.step}")
-    if config.eval_at_end and eval_step != pos.step and stopped != "interrupted":
-        run_eval()
-    elapsed = time.time() - started
-    result = TrainResult(
-        run_dir=str(run_dir), epoch=pos.epoch, iteration=pos.iteration, global_step=pos.step,
-        epochs_completed=pos.epoch + pos.samples / shard, samples_seen=pos.total_samples,
-        elapsed_s=elapsed, stopped=stopped, evaluation=last_eval, checkpoint=last_ckpt,
-        address=address, values=dict(control.values))
-    if primary:
-        write_private(run_dir / "result.json", json.dumps(asdict(result), indent=2))
-        _say(None, f"done ({stopped}): {pos.step} iterations, "
-                   f"{result.epochs_completed:.2f} epochs in {elapsed:.1f}s; "
-                   f"last evaluation {json.dumps(last_eval)}; journal {journal_path}")
-    if writer is not None:
-        writer.close()
-    if server is not None:
-        server.stop()
-    if registry is not None:
-        control.close()
-    return result
+            force = False
+            if config.max_steps and pos.step >= config.max_steps:
+                self.stopped = "max_steps"
+                break
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                break
+            if self._first_batch:
+                self._first_batch = False
+                self.mark("loader_warmup")
+            self._step(images, labels)
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self.stopped != "completed":
+            return
+        # epoch boundary: evaluate the epoch just done, then step the schedule
+        if config.eval_each_epoch:
+            m = self.evaluate()
+            if self.primary:
+                _say(None, f"epoch {pos.epoch + 1} of {config.epochs} done (step "
+                           f"{pos.step}): acc1={m['acc1']:.4f} loss={m['loss']:.4f} "
+                           f"lr={self.optimizer.param_groups[0]['lr']:.4g}")
+        pos.epoch += 1
+        pos.iteration = 0
+        pos.samples = 0
+        self.scheduler.step()
+        if config.checkpoint_each_epoch:
+            self.checkpoint(f"epoch_{pos.epoch}")
+
+    def _safe_point(self, force: bool) -> bool:
+        """Apply what changed (all ranks at the same iteration); whether ``stop`` fired."""
+        config, pos, registry = self.config, self.pos, self.registry
+        if registry is not None:
+            registry.step = pos.step
+            if (config.max_seconds and not self._deadline_fired
+                    and time.time() - self.started >= config.max_seconds):
+                self._deadline_fired = True
+                registry.fire("stop", source="max_seconds")
+        snap = self.sync.poll(pos.step, force=force)
+        return snap is not None and self._handle(
+            self.control.apply(snap, epoch=pos.epoch, iteration=pos.iteration, step=pos.step),
+            self._bar)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One optimizer step on one batch, and its logs."""
+        config, pos, optimizer, bar = self.config, self.pos, self.optimizer, self._bar
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        group = optimizer.param_groups[0]
+        lr = group["lr"]
+        loss = self.loss_fn(self.model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        pos.step += 1
+        pos.iteration += 1
+        pos.samples += len(labels)
+        pos.total_samples += len(labels)
+        if self._first_step:
+            self._first_step = False
+            self.mark("first_step")
+        writer = self.writer
+        if config.iteration_log or (
+                writer is not None and pos.step % config.log_every == 0) or bar:
+            loss_value = float(loss.detach())
+            if config.iteration_log:
+                momentum = group["betas"][0] if "betas" in group else group["momentum"]
+                self.iter_log.add({"step": pos.step - 1, "epoch": pos.epoch,
+                                   "iteration": pos.iteration - 1, "lr": lr,
+                                   "momentum": momentum, "weight_decay": group["weight_decay"],
+                                   "batch": len(labels),
+                                   "dropout": self.control.values["dropout"],
+                                   "loss": loss_value})
+            if writer is not None and pos.step % config.log_every == 0:
+                writer.add_scalar("train/loss", loss_value, pos.step)
+                writer.add_scalar("train/lr", lr, pos.step)
+                writer.add_scalar("train/batch_size", len(labels), pos.step)
+            if bar is not None:
+                bar.update(1)
+                if pos.step % config.log_every == 0:
+                    bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", bs=len(labels))
+
+    def _finish(self) -> TrainResult:
+        """The stop checkpoint and final evaluation, ``result.json``, and everything closed."""
+        config, pos, stopped = self.config, self.pos, self.stopped
+        if stopped == "interrupted" or (stopped in ("stop", "max_steps")
+                                        and config.checkpoint_on_stop):
+            self.checkpoint(f"{stopped}_step_{pos.step}")
+        if config.eval_at_end and self.eval_step != pos.step and stopped != "interrupted":
+            self.evaluate()
+        elapsed = time.time() - self.started
+        result = TrainResult(
+            run_dir=str(self.run_dir), epoch=pos.epoch, iteration=pos.iteration,
+            global_step=pos.step, epochs_completed=pos.epoch + pos.samples
+            / self.sampler.shard_size, samples_seen=pos.total_samples, elapsed_s=elapsed,
+            stopped=stopped, evaluation=self.last_eval, checkpoint=self.last_ckpt,
+            address=self.address, values=dict(self.control.values))
+        if self.primary:
+            write_private(self.run_dir / "result.json", json.dumps(asdict(result), indent=2))
+            _say(None, f"done ({stopped}): {pos.step} iterations, "
+                       f"{result.epochs_completed:.2f} epochs in {elapsed:.1f}s; "
+                       f"last evaluation {json.dumps(self.last_eval)}; journal "
+                       f"{self.journal_path}")
+        if self.writer is not None:
+            self.writer.close()
+        if self.server is not None:
+            self.server.stop()
+        if self.registry is not None:
+            self.control.close()
+        return result
 
 
 def _say(bar: Any, text: str) -> None:
