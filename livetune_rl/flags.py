@@ -49,7 +49,7 @@ class Flag:
         a bool that defaults to True).
     :param parse: text -> value (default: the field's type); with ``repeat``, each
         occurrence; a field whose type is not int, float or str needs one.
-    :param metavar: the placeholder shown in help.
+    :param metavar: the name the help shows for the value (``N``, ``KEY=VALUE``).
     :param choices: the only values accepted.
     :param group: the title of the help section the flag is listed in.
     :param repeat: may be given several times; the value is the list of every occurrence,

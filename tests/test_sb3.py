@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from sb3_helpers import AtStep
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
@@ -61,18 +62,6 @@ def make_cartpole() -> gym.Env:
                              component_fn=cartpole_parts)
 
 
-class AtStep(BaseCallback):
-    """Runs ``action(callback)`` once, when num_timesteps first reaches ``step``."""
-
-    def __init__(self, step: int, action: Any) -> None:
-        super().__init__()
-        self.step, self.action, self.done = step, action, False
-
-    def _on_step(self) -> bool:
-        if not self.done and self.num_timesteps >= self.step:
-            self.done = True
-            self.action(self)
-        return True
 
 
 def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,32 +13,22 @@ from typing import Any
 import pytest
 from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO, RecurrentPPO
 from sb3_contrib.common.envs import InvalidActionEnvDiscrete
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from sb3_helpers import AtStep
+from stable_baselines3.common.callbacks import CallbackList
 
 import livetune_rl as lt
 from livetune_rl.sb3 import LiveTuneCallback, optimizers
-
-
-class AtStep(BaseCallback):
-    """Runs ``action()`` once, when ``num_timesteps`` first reaches ``step``."""
-
-    def __init__(self, step: int, action: Any) -> None:
-        super().__init__()
-        self.step, self.action, self.done = step, action, False
-
-    def _on_step(self) -> bool:
-        if not self.done and self.num_timesteps >= self.step:
-            self.done = True
-            self.action()
-        return True
 
 
 def _run(model: Any, changes: dict[str, Any], at: int, total: int) -> lt.Registry:
     registry = lt.Registry()
     callback = LiveTuneCallback(registry)
     updates: list[int] = []
-    model.learn(total, callback=CallbackList(
-        [callback, AtStep(at, lambda: (registry.set(changes), updates.append(model._n_updates)))]))
+    def change(_: AtStep) -> None:
+        registry.set(changes)
+        updates.append(model._n_updates)
+
+    model.learn(total, callback=CallbackList([callback, AtStep(at, change)]))
     assert model._n_updates > updates[0], "no update ran after the change: raise the budget"
     lrs = {g["lr"] for opt in optimizers(model) for g in opt.param_groups}
     assert lrs == {changes["learning_rate"]}

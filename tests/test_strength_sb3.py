@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import pytest
 import torch as th
+from sb3_helpers import AtStep
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import KVWriter, Logger
@@ -33,18 +34,6 @@ class Capture(KVWriter):
         return [row[key] for row in self.rows if key in row]
 
 
-class AtStep(BaseCallback):
-    """Runs ``action(callback)`` once, when num_timesteps first reaches ``step``."""
-
-    def __init__(self, step: int, action: Any) -> None:
-        super().__init__()
-        self.step, self.action, self.done = step, action, False
-
-    def _on_step(self) -> bool:
-        if not self.done and self.num_timesteps >= self.step:
-            self.done = True
-            self.action(self)
-        return True
 
 
 def two_group_ppo() -> PPO:
