@@ -386,6 +386,7 @@ def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.
     """The ``livetune`` parser; without ``training``, no ``train``/``train-vision`` command
     (their modules are not imported); without ``tuning`` (default: ``training``), ``tune``
     has no options (the tuner package is not imported)."""
+    tuning = training if tuning is None else tuning
     common = argparse.ArgumentParser(add_help=False)
     _target_options(common, suppress=True)
 
@@ -426,7 +427,7 @@ def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.
                    help="read a journal file instead (a run that has ended)")
 
     p = add("tune", cmd_tune, "automated tuner: change knobs when an evaluated metric stalls")
-    if training if tuning is None else tuning:
+    if tuning:
         from .tuner.policy import PolicyConfig  # stdlib only: no grpc, no torch
 
         add_options(p, PolicyConfig)

@@ -230,6 +230,9 @@ class Trainer:
         self.last_ckpt: str | None = None
         self.eval_step = -1
         self.stopped = "completed"
+        self._bar: Any = None  # the epoch's progress bar (rank 0, --progress)
+        self._first_batch = self._first_step = True  # start-up phases still to mark
+        self._deadline_fired = False  # --max-seconds has fired stop
         self._build()
         self._make_live(registry)
         self._resume()
@@ -401,9 +404,6 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train epoch by epoch until the epochs are done, ``stop`` fires, ``--max-steps``
         or ``--max-seconds`` is reached, or Ctrl-C; then end the run (:meth:`_finish`)."""
-        self._bar: Any = None
-        self._first_batch = self._first_step = True
-        self._deadline_fired = False
         try:
             self.model.train()
             while self.pos.epoch < self.config.epochs and self.stopped == "completed":
