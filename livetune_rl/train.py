@@ -21,9 +21,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .env_ids import HUNGRY_THIRSTY_ID
 from .evaluation import EVENT, EvaluateEvent
@@ -31,7 +32,11 @@ from .flags import add_options, from_args, option
 from .journal import ChangeEvent
 from .options import MAX_CALLS_PER_SECOND
 from .private import write_private
+from .registry import Registry
 from .values import LiveTuneError
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.callbacks import BaseCallback
 
 ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
 FAST_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -340,10 +345,17 @@ class _EnvFactory:
         return env
 
 
-def train(config: TrainConfig) -> Any:
+def train(config: TrainConfig, *, registry: Registry | None = None,
+          callbacks: Sequence[BaseCallback] = (),
+          lineage: Mapping[str, Any] | None = None) -> Any:
     """Run the main job; returns the trained model.
 
     :param config: the run's settings (``livetune train``'s options).
+    :param registry: the registry to serve and register the knobs in (default: a new one).
+    :param callbacks: SB3 callbacks that run before the live ones at every hook (what
+        :mod:`livetune_rl.replay` adds to re-apply a journal); they see every step.
+    :param lineage: where this run comes from (the run it replays), written to
+        ``config.json`` under ``"lineage"``.
     :raises TrainError: the run cannot start as configured (nothing was trained).
     :raises LiveTuneError: a refused serve setting (address, run name, pacing).
     """
@@ -353,7 +365,6 @@ def train(config: TrainConfig) -> Any:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    from .registry import Registry
     from .sb3.buffers import RelabelingReplayBuffer
     from .sb3.callback import LiveTuneCallback
     from .server import check_serve_args, serve
@@ -365,7 +376,10 @@ def train(config: TrainConfig) -> Any:
     check_serve_args(config.bind, name, config.token, None, None, False,
                      config.max_calls_per_second or None)
     run_dir = _run_directory(config, name)
-    write_private(run_dir / "config.json", json.dumps(saved_config(config), indent=2))
+    saved = saved_config(config)
+    if lineage:
+        saved["lineage"] = dict(lineage)
+    write_private(run_dir / "config.json", json.dumps(saved, indent=2))
 
     weights = dict(config.reward)
     if config.env == HUNGRY_THIRSTY_ID:
@@ -402,7 +416,7 @@ def train(config: TrainConfig) -> Any:
         eval_env.close()
         raise TrainError(f"dqn needs a discrete action space; {config.env} has {space}: "
                          "pick ppo, a2c, sac or td3 for it")
-    registry = Registry()
+    registry = registry if registry is not None else Registry()
     journal = run_dir / "journal.jsonl"
     saved_values: dict[str, Any] = {}
     journaled: dict[str, tuple[int, Any]] = {}
@@ -469,7 +483,8 @@ def train(config: TrainConfig) -> Any:
     remaining = max(0, config.timesteps - model.num_timesteps) if config.resume else \
         config.timesteps
     try:
-        model.learn(remaining, callback=callback, progress_bar=config.progress,
+        model.learn(remaining, callback=[*callbacks, callback] if callbacks else callback,
+                    progress_bar=config.progress,
                     tb_log_name=config.algo, reset_num_timesteps=not config.resume)
         if not callback.stopped:  # `livetune fire stop` already wrote checkpoints/final
             callback.checkpoint(tag="final")

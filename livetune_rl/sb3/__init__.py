@@ -24,6 +24,7 @@ from .checkpoint import Checkpointer, load_checkpoint, prune_checkpoints
 from .episodes import EpisodeTermsCallback
 from .evaluation import Evaluator
 from .knobs import KnobsCallback
+from .replay import ReplayCallback
 from .reward import RewardCallback
 from .schedules import LiveSchedule, live_schedule
 from .serving import ServeCallback
@@ -39,6 +40,7 @@ __all__ = [
     "LiveSchedule",
     "LiveTuneCallback",
     "RelabelingReplayBuffer",
+    "ReplayCallback",
     "RewardCallback",
     "ServeCallback",
     "TriggersCallback",

@@ -1,0 +1,254 @@
+"""Replay plans: the changes a run put into effect, read from its journal, step by step.
+
+A run's journal says, for every change the training loop put into effect, at which step it did
+(an ``applied`` record: ``step`` and ``applies``, the version of the set or fire it applied).
+:meth:`ReplayPlan.from_journal` turns that into a list of :class:`Change`: each set (with its
+value) or fire, the step it was applied at, and the original version it came from. A replay
+(``livetune replay``, or :class:`~livetune_rl.sb3.replay.ReplayCallback` in a script of yours)
+makes each change again, just before the same safe point at the same step, so the same code
+applies it; :mod:`livetune_rl.export` turns the same plan into schedules.
+
+Only applied changes are in a plan: a set still pending when the run ended changed nothing
+(:attr:`ReplayPlan.unapplied` lists them). Several sets of one variable applied together (a
+value changed twice between two safe points) are all replayed, in order, before that safe point:
+the loop then applies the last one, as the original did.
+
+This module is pure Python (no torch, no SB3): ``livetune export`` and the checks of
+``livetune replay`` use it before anything heavy is imported.
+
+Example::
+
+    >>> import json, os, tempfile
+    >>> lines = [
+    ...     {"v": 1, "t": 1.0, "kind": "start", "name": "", "data": {"values": {"lr": 0.1}}},
+    ...     {"v": 2, "t": 2.0, "kind": "set", "name": "lr", "old": 0.1, "new": 0.01,
+    ...      "source": "alice", "step": 300},
+    ...     {"v": 3, "t": 3.0, "kind": "applied", "name": "lr", "new": 0.01,
+    ...      "source": "training", "step": 512, "applies": 2}]
+    >>> path = os.path.join(tempfile.mkdtemp(), "journal.jsonl")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("".join(json.dumps(line) + "\\n" for line in lines))
+    ...     _ = f.write('{"v": 4, "t": 4.0, "ki')     # a torn last line
+    >>> plan = ReplayPlan.from_journal(path)
+    >>> plan.changes
+    (Change(step=512, name='lr', kind='set', value=0.01, version=2),)
+    >>> plan.start_values, len(plan.warnings)
+    ({'lr': 0.1}, 1)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .journal import ChangeEvent, parse_line
+from .values import InvalidValueError, LiveTuneError, UnknownNameError, Value
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+REPLAY_EVENT = "replay"
+"""Name of the ``event`` records a replay journals: what it replays, and where it diverged."""
+
+_SOURCE = re.compile(r"^replay of v(\d+)$")
+
+
+def replay_source(version: int) -> str:
+    """The ``source`` a replay journals its set or fire with: the original's version.
+
+    Example::
+
+        >>> replay_source(12), replayed_version(replay_source(12)), replayed_version("alice")
+        ('replay of v12', 12, None)
+    """
+    return f"replay of v{version}"
+
+
+def replayed_version(source: str) -> int | None:
+    """The original version a replayed set or fire came from (None: not a replay's)."""
+    match = _SOURCE.match(source)
+    return int(match.group(1)) if match else None
+
+
+class ReplayError(LiveTuneError, ValueError):
+    """A run that cannot be replayed as asked (no journal, a knob or env the code does not
+    have, a value the knob now refuses). Raised before training starts; ``livetune replay``
+    prints it and exits with status 1."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change the original run put into effect, to make again at ``step``."""
+
+    step: int
+    """the training step the original applied it at (``num_timesteps`` for SB3)"""
+    name: str
+    kind: Literal["set", "fire"]
+    value: Value | None
+    """the value set (None for a fire)"""
+    version: int
+    """the original journal version of the set or fire"""
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """The changes of a journal, in the order the original applied them.
+
+    :param changes: every applied set and fire, by step (version order within a step).
+    :param start_values: the values in effect when the original started (its ``start``).
+    :param source: the journal read.
+    :param warnings: what could not be read or will not be replayed, one sentence each.
+    :param unapplied: sets never applied (still pending when the original ended).
+    :param end_step: where the plan was cut: ``until``, or the step a resumed run restarted
+        from (its second ``start`` record); None when the whole journal was read.
+    """
+
+    changes: tuple[Change, ...]
+    start_values: Mapping[str, Value] = field(default_factory=dict)
+    source: str = ""
+    warnings: tuple[str, ...] = ()
+    unapplied: tuple[Change, ...] = ()
+    end_step: int | None = None
+
+    @classmethod
+    def from_journal(cls, path: str | os.PathLike[str], *,
+                     until: int | None = None) -> ReplayPlan:
+        """Read the plan of the journal at ``path`` (changes applied after ``until`` left out).
+
+        The journal is read as far as it is whole: a torn or unreadable line (a killed
+        process, a record from another livetune version) is skipped and named in
+        :attr:`warnings`. A journal that goes on after a resume (a second ``start`` record) is
+        read up to the resume: the steps restart there, from a checkpoint.
+
+        :param path: a run's ``journal.jsonl``.
+        :param until: keep only the changes applied at or before this step.
+        :raises ReplayError: no journal at ``path``, or one without a single record.
+        """
+        warnings: list[str] = []
+        events = _read(path, warnings)
+        if not events:
+            raise ReplayError(f"{path} holds no journal record: nothing to replay (a "
+                              "journal is the journal.jsonl of a run directory)")
+        return _plan(events, str(path), until, warnings)
+
+    def names(self) -> set[str]:
+        """Every variable and trigger the plan changes."""
+        return {change.name for change in self.changes}
+
+    def check(self, registry: Registry) -> None:
+        """Refuse a plan the running code cannot make: a name it does not register, a fire of
+        a variable or a set of a trigger, a value its variable now refuses.
+
+        :param registry: the registry of the run that replays (its knobs registered).
+        :raises ReplayError: naming each problem and what to do.
+        """
+        problems: list[str] = []
+        for name in sorted(self.names()):
+            kinds = {c.kind for c in self.changes if c.name == name}
+            try:
+                if "set" in kinds:
+                    var = registry.variable(name)
+                    for change in self.changes:
+                        if change.name == name and change.kind == "set":
+                            var.spec.accept(name, change.value)
+                if "fire" in kinds:
+                    registry.trigger(name)
+            except (UnknownNameError, InvalidValueError) as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ReplayError(
+                "the journal does not fit this code, so the replay would not be the run it "
+                f"records: {'; '.join(problems)}. Replay it with the livetune version, "
+                "algorithm and env that made it, or replay up to the first such change "
+                "with --until")
+
+    def start_mismatches(self, values: Mapping[str, Value]) -> dict[str, tuple[Value, Value]]:
+        """``{name: (original, here)}`` for each start value that differs from ``values``
+        (names only one side has are left out)."""
+        return {name: (old, values[name]) for name, old in self.start_values.items()
+                if name in values and values[name] != old}
+
+
+def _read(path: str | os.PathLike[str], warnings: list[str]) -> list[ChangeEvent]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        raise ReplayError(f"no journal at {path}: a replay re-applies the journal.jsonl of a "
+                          "run directory (livetune train writes one)") from None
+    events = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(parse_line(line))
+        except ValueError as exc:
+            where = "its last line" if number == len(lines) else f"line {number}"
+            warnings.append(f"{path}: {where} is torn or from another livetune version "
+                            f"({exc}); read as far as it is whole, that line skipped")
+    return events
+
+
+def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
+          warnings: list[str]) -> ReplayPlan:
+    start: ChangeEvent | None = None
+    pending: dict[str, list[ChangeEvent]] = {}
+    fires: dict[int, ChangeEvent] = {}
+    changes: list[Change] = []
+    end_step: int | None = None
+    for event in events:
+        if event.kind == "start":
+            if start is None:
+                start = event
+                continue
+            end_step = event.step
+            warnings.append(
+                f"the run was resumed at step {event.step} (journal v{event.v}, from "
+                f"{event.data.get('resumed_from', 'a checkpoint')}): its steps restart there "
+                "from a checkpoint, so only what it did before is replayed")
+            break
+        if event.kind == "set":
+            pending.setdefault(event.name, []).append(event)
+        elif event.kind == "fire" and not event.data.get("coalesced"):
+            fires[event.v] = event
+        elif event.kind == "applied":
+            if event.step is None or event.applies is None:
+                warnings.append(f"v{event.v}: {event.name} was applied with no step; not "
+                                "replayed")
+                continue
+            if until is not None and event.step > until:
+                end_step = until
+                break
+            changes.extend(_applied(event, pending, fires, warnings))
+    if start is None:
+        warnings.append(f"{source} has no start record: the values the original started "
+                        "with are unknown, so they are not checked")
+    unapplied = tuple(Change(s.step or 0, s.name, "set", s.new, s.v)
+                      for sets in pending.values() for s in sets)
+    if unapplied and end_step is None:
+        warnings.append(
+            f"{len(unapplied)} set(s) were never applied (pending when the original ended: "
+            + ", ".join(f"{c.name} v{c.version}" for c in unapplied)
+            + "); they changed nothing and are not replayed")
+    values = dict(start.data.get("values") or {}) if start is not None else {}
+    changes.sort(key=lambda c: c.step)  # stable: version order within a step
+    return ReplayPlan(tuple(changes), values, source, tuple(warnings), unapplied, end_step)
+
+
+def _applied(event: ChangeEvent, pending: dict[str, list[ChangeEvent]],
+             fires: dict[int, ChangeEvent], warnings: list[str]) -> list[Change]:
+    """The changes one ``applied`` record put into effect (a fire, or the sets it took)."""
+    assert event.step is not None and event.applies is not None
+    fire = fires.pop(event.applies, None)
+    if fire is not None:
+        return [Change(event.step, event.name, "fire", None, fire.v)]
+    sets = pending.get(event.name, [])
+    taken = [s for s in sets if s.v <= event.applies]
+    pending[event.name] = [s for s in sets if s.v > event.applies]
+    if not taken:
+        warnings.append(f"v{event.v}: {event.name} applied version {event.applies}, which the "
+                        "journal does not hold (a lost line?); not replayed")
+    return [Change(event.step, event.name, "set", s.new, s.v) for s in taken]

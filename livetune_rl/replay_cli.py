@@ -1,0 +1,253 @@
+"""``livetune replay RUN_DIR``: rerun a ``livetune train`` run, with every change it was given.
+
+The replay trains a new run from the original's ``config.json`` (same algorithm, env, seed,
+number and kind of envs, hyperparameters) and makes every change of its journal again at the
+step the original applied it (:class:`~livetune_rl.sb3.replay.ReplayCallback`). It writes a
+new run directory next to the original (nothing in the original's is ever written) whose
+``config.json`` names the original under ``lineage`` and whose journal names, for each set or
+fire, the original version it came from. The replay is live like any run: a change you make
+while it runs makes it a new branch (docs/replay.md).
+
+Example::
+
+    livetune replay runs/ppo-a                        # -> runs/ppo-a-replay-<time>
+    livetune replay runs/ppo-a --run-name ppo-b --until 40000
+
+This module imports neither torch nor SB3 (the parser is built by ``livetune --help``); the
+replay itself imports them when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .flags import add_options, from_args, option
+from .options import MAX_CALLS_PER_SECOND
+from .replay import ReplayError, ReplayPlan
+from .train import TrainConfig
+from .values import LiveTuneError
+
+log = logging.getLogger(__name__)
+
+_NOT_SETTINGS = {"token_required", "lineage"}
+"""Keys of a ``config.json`` that are not :class:`TrainConfig` fields."""
+
+
+@dataclass
+class ReplayConfig:
+    """Arguments of ``livetune replay`` (also usable from Python: ``replay(ReplayConfig(...))``).
+
+    The run's own settings come from the original's ``config.json``; these only say where the
+    replay goes, how far, and how it is served.
+    """
+
+    run_dir: str = ""  # the positional RUN_DIR
+    run_name: str | None = option(None, "name of the replay's run (default: "
+                                        "<original>-replay-<time>)")
+    runs_root: str | None = option(None, "the replay's run directory goes here (default: next "
+                                         "to the original's)")
+    until: int | None = option(None, "replay up to the first env step at or after STEP, then "
+                                     "write the final checkpoint and end (default: the "
+                                     "original's whole budget)", metavar="STEP")
+    bind: str | None = option(None, "serve address (default 127.0.0.1:50051)")
+    progress: bool = option(True, "no progress bar")
+    serve_process: bool = option(True, "serve from a child process, as livetune train does "
+                                       "(--no-serve-process: from a thread)", both=True)
+    max_calls_per_second: float = option(
+        MAX_CALLS_PER_SECOND, "pace the calls of all clients together to N/s (default "
+        "%(default)g; 0: no pacing)", metavar="N")
+    token: str | None = None  # never written anywhere
+
+
+@dataclass(frozen=True)
+class OriginalRun:
+    """A ``livetune train`` run directory, read for a replay (nothing in it is written).
+
+    :param path: the run directory.
+    :param config: its settings (``config.json``).
+    :param plan: the changes of its journal.
+    :param warnings: what in ``config.json`` did not match this version of livetune.
+    """
+
+    path: Path
+    config: TrainConfig
+    plan: ReplayPlan
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, run_dir: str | Path, *, until: int | None = None) -> OriginalRun:
+        """Read ``run_dir/config.json`` and ``run_dir/journal.jsonl``.
+
+        :param run_dir: a directory ``livetune train`` made (``runs/<name>``).
+        :param until: keep only the changes applied at or before this step.
+        :raises ReplayError: not such a directory, or a config this livetune cannot run.
+        """
+        path = Path(run_dir)
+        config_path = path / "config.json"
+        try:
+            data = json.loads(config_path.read_text())
+        except FileNotFoundError:
+            raise ReplayError(f"no config.json in {path}: livetune replay reruns a run "
+                              "directory made by livetune train (runs/<name>)") from None
+        except ValueError as exc:
+            raise ReplayError(f"{config_path} is not JSON ({exc}); it cannot be replayed") \
+                from None
+        if not isinstance(data, dict) or "algo" not in data:
+            raise ReplayError(
+                f"{config_path} is not the config of a livetune train run (it names no algo; "
+                "a train-vision run?): replay reruns livetune train runs, see docs/replay.md")
+        fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"token"}
+        unknown = sorted(set(data) - fields - _NOT_SETTINGS)
+        missing = sorted(fields - set(data))
+        warnings = []
+        if unknown:
+            warnings.append(f"{config_path} has settings this livetune does not know, ignored: "
+                            f"{', '.join(unknown)} (written by another version?)")
+        if missing:
+            warnings.append(f"{config_path} lacks {', '.join(missing)}: this livetune's "
+                            "defaults are used (written by another version?)")
+        settings = {k: v for k, v in data.items() if k in fields}
+        if "reward_bounds" in settings:
+            settings["reward_bounds"] = tuple(settings["reward_bounds"])
+        try:
+            config = TrainConfig(**settings)
+        except TypeError as exc:
+            raise ReplayError(f"{config_path}: {exc}") from None
+        plan = ReplayPlan.from_journal(path / "journal.jsonl", until=until)
+        return cls(path, config, plan, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay did.
+
+    :param model: the trained model.
+    :param run_dir: the replay's run directory.
+    :param original: the run it replayed.
+    :param replayed: changes made again.
+    :param late: of those, made after their step (the steps did not meet the original's).
+    :param unchanged: sets of a value the variable already held (the start values differ).
+    :param diverged_at: the step at which a change from outside made it a new branch.
+    :param seconds: wall time of the training.
+    """
+
+    model: Any
+    run_dir: Path
+    original: OriginalRun
+    replayed: int
+    late: int
+    unchanged: int
+    diverged_at: int | None
+    seconds: float
+
+    @property
+    def exact(self) -> bool:
+        """Every change was made at its own step, and nobody diverged."""
+        return (self.replayed == len(self.original.plan.changes) and not self.late
+                and not self.unchanged and self.diverged_at is None)
+
+
+def check_env(env_id: str) -> None:
+    """Refuse an env id this machine cannot make (not installed, misspelt).
+
+    :raises ReplayError: naming the id and what to install or fix.
+    """
+    import gymnasium as gym
+
+    if env_id.startswith("livetune/"):
+        import livetune_rl.envs  # noqa: F401  (registers the livetune/ ids)
+    try:
+        gym.spec(env_id)
+    except (ImportError, gym.error.Error) as exc:
+        raise ReplayError(f"the run trained on the env {env_id!r}, which this machine cannot "
+                          f"make ({exc}): install the package that registers it, then "
+                          "replay again") from None
+
+
+def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayResult:
+    """Rerun ``config.run_dir`` with every change of its journal, in a new run directory.
+
+    :param config: where the replay goes and how far (:class:`ReplayConfig`).
+    :param original: the run, already read (default: read ``config.run_dir``, logging its
+        warnings).
+    :raises ReplayError: a run that cannot be replayed; raised before training starts, and
+        the replay's directory is then removed.
+    """
+    from .sb3.replay import ReplayCallback
+    from .train import train
+
+    if original is None:
+        original = OriginalRun.read(config.run_dir, until=config.until)
+        for warning in (*original.warnings, *original.plan.warnings):
+            log.warning("livetune: replay: %s", warning)
+    check_env(original.config.env)
+    name = config.run_name or (
+        f"{original.path.name}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
+    root = Path(config.runs_root) if config.runs_root is not None else original.path.parent
+    settings = dataclasses.replace(
+        original.config, run_name=name, runs_root=str(root), bind=config.bind,
+        token=config.token, progress=config.progress, serve_process=config.serve_process,
+        max_calls_per_second=config.max_calls_per_second, resume=None, livetune_port=None)
+    run_dir = root / name
+    existed = run_dir.exists()
+    from .registry import Registry
+
+    registry = Registry()
+    callback = ReplayCallback(registry, original.plan, until=config.until, verbose=1)
+    lineage = {"replay_of": str(original.path.resolve()), "until": config.until}
+    started = time.perf_counter()
+    try:
+        model = train(settings, registry=registry, callbacks=[callback], lineage=lineage)
+    except ReplayError:
+        if not existed and run_dir.is_dir() and callback.replayed == 0:
+            shutil.rmtree(run_dir)  # ours, made by this call: nothing was trained in it
+        raise
+    return ReplayResult(model, run_dir, original, callback.replayed, len(callback.late),
+                        len(callback.unchanged), callback.diverged_at,
+                        time.perf_counter() - started)
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``replay`` to the ``livetune`` subcommands."""
+    p = sub.add_parser("replay", help="rerun a livetune train run with every change it was "
+                                      "given, at the same steps",
+                       description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run to replay (runs/<name>)")
+    add_options(p, ReplayConfig)
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="require the bearer token in FILE (yours, mode 0600 or 0400); "
+                        "default: $LIVETUNE_TOKEN")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .tokens import token_from
+
+    config = from_args(ReplayConfig, args, run_dir=args.run_dir,
+                       token=token_from(None, args.token_file))
+    try:
+        original = OriginalRun.read(config.run_dir, until=config.until)
+        for warning in (*original.warnings, *original.plan.warnings):
+            print(f"livetune: replay: warning: {warning}", flush=True)
+        plan = original.plan
+        print(f"livetune: replay of {original.path}: {len(plan.changes)} change(s) to make "
+              "again" + (f", up to step {config.until}" if config.until is not None else ""),
+              flush=True)
+        result = replay(config, original)
+    except LiveTuneError as exc:
+        raise SystemExit(f"livetune: error: {exc}") from None
+    how = "exact: every change at its own step" if result.exact else (
+        f"{result.late} late, {result.unchanged} without effect"
+        + (f", diverged at step {result.diverged_at}" if result.diverged_at is not None
+           else ""))
+    print(f"livetune: replay: made {result.replayed} of {len(plan.changes)} change(s) again "
+          f"({how}) in {result.seconds:.1f}s; run directory {result.run_dir}", flush=True)
+    return 0

@@ -1,0 +1,343 @@
+"""Issue 14, replay: a run changed live, at moments nobody planned, rerun from its journal alone.
+
+The originals are ``livetune train`` runs (``train()``, as the command runs it) changed through
+a real client while they train: a test callback sends the sets and fires over gRPC when the
+run passes chosen steps; when the run *applies* them depends on the safe points and on how
+fast the change travels (for PPO it goes through the serving child process). The replay knows
+none of that: it reads only the run directory. It must end with the same parameters, bit for
+bit, and the same evaluation numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from livetune_rl.client import Client, connect
+from livetune_rl.journal import ChangeEvent, read_journal
+from livetune_rl.replay import REPLAY_EVENT, Change, ReplayError, ReplayPlan, replayed_version
+from livetune_rl.replay_cli import OriginalRun, ReplayConfig, replay
+from livetune_rl.train import TrainConfig, train
+
+Step = tuple[int, dict[str, Any] | str]
+"""At this step: a set (names to values) or the name of a trigger to fire."""
+
+
+class ClientAtSteps(BaseCallback):
+    """Sets and fires through a real client when ``num_timesteps`` first reaches each step."""
+
+    def __init__(self, run: str, steps: list[Step]) -> None:
+        super().__init__()
+        self.run, self.steps = run, list(steps)
+        self.client: Client | None = None
+        self.sent: list[ChangeEvent] = []
+
+    def _on_step(self) -> bool:
+        while self.steps and self.num_timesteps >= self.steps[0][0]:
+            _, change = self.steps.pop(0)
+            if self.client is None:
+                self.client = connect(run=self.run)
+            if isinstance(change, str):
+                self.sent.append(self.client.fire(change))
+            else:
+                self.sent.extend(self.client.set(change))
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def fingerprint(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` with the hash of its bytes and its mtime."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            + f"@{p.stat().st_mtime_ns}" for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def differing_parameters(a: Any, b: Any) -> list[str]:
+    mine, theirs = a.policy.state_dict(), b.policy.state_dict()
+    assert mine.keys() == theirs.keys()
+    return [key for key in mine if not torch.equal(mine[key], theirs[key])]
+
+
+def evaluations(run_dir: Path) -> list[tuple[int | None, dict[str, Any]]]:
+    return [(e.step, e.data) for e in read_journal(run_dir / "journal.jsonl")
+            if e.kind == "event" and e.name == "evaluate"]
+
+
+def original_run(root: Path, name: str, config: TrainConfig,
+                 steps: list[Step]) -> tuple[Path, Any, list[ChangeEvent]]:
+    changes = ClientAtSteps(name, steps)
+    model = train(config, callbacks=[changes])
+    return root / name, model, changes.sent
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One LIVETUNE_HOME for the module's runs (discovery records stay in it)."""
+    path = tmp_path_factory.mktemp("replay")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIVETUNE_HOME", str(path / "home"))
+        mp.setenv("LIVETUNE_SERVE", "0")
+        yield path
+
+
+@pytest.fixture(scope="module")
+def ppo(home: Path) -> tuple[Path, Any, list[ChangeEvent]]:
+    """PPO, 2 subprocess envs, served from a child process (what `livetune train` does)."""
+    config = TrainConfig(timesteps=1536, n_envs=2, vec="subproc", seed=3, run_name="ppo",
+                         runs_root=str(home / "runs"), bind="127.0.0.1:0", progress=False,
+                         eval_every=1024, eval_episodes=2)
+    return original_run(home / "runs", "ppo", config, [
+        (300, {"learning_rate": 5e-4}),
+        (610, {"reward.hungry_thirsty": -0.5}),
+        (900, "evaluate"),
+        (1100, {"learning_rate": 2e-4, "reward.scale": 2.0}),
+    ])
+
+
+def test_ppo_with_two_subprocess_envs_replays_bit_for_bit(ppo: tuple[Path, Any, list[Any]],
+                                                          home: Path) -> None:
+    run_dir, model, sent = ppo
+    journal = read_journal(run_dir / "journal.jsonl")
+    applied = {e.applies: e.step for e in journal if e.kind == "applied"}
+    # the run took every change the client sent, at steps the test did not choose
+    assert all(e.v in applied for e in sent), (sent, applied)
+    assert {e.name for e in sent} == {"learning_rate", "reward.hungry_thirsty", "evaluate",
+                                      "reward.scale"}
+    before = fingerprint(run_dir)
+
+    result = replay(ReplayConfig(str(run_dir), run_name="ppo-replay", bind="127.0.0.1:0",
+                                 progress=False))
+
+    assert fingerprint(run_dir) == before  # nothing in the original's directory changed
+    assert result.exact and result.replayed == len(sent)
+    assert differing_parameters(model, result.model) == []
+    assert evaluations(result.run_dir) == evaluations(run_dir)
+    assert len(evaluations(run_dir)) == 2  # the fired one and the periodic one
+    # the replay's journal: each change, from which original version, applied at the same step
+    replayed = read_journal(result.run_dir / "journal.jsonl")
+    made = {replayed_version(e.source): e for e in replayed if e.kind in ("set", "fire")}
+    assert sorted(made) == sorted(e.v for e in sent)
+    steps_then = {e.applies: e.step for e in replayed if e.kind == "applied"}
+    for original in sent:
+        again = made[original.v]
+        assert (again.kind, again.name, again.new) == (original.kind, original.name,
+                                                       original.new)
+        assert steps_then[again.v] == applied[original.v]
+    lineage = json.loads((result.run_dir / "config.json").read_text())["lineage"]
+    assert lineage["replay_of"] == str(run_dir.resolve())
+    summary = [e.data for e in replayed if e.kind == "event" and e.name == REPLAY_EVENT][-1]
+    assert summary["replayed"] == len(sent) and summary["diverged_at"] is None
+
+
+def test_dqn_replays_bit_for_bit(home: Path) -> None:
+    config = TrainConfig(algo="dqn", timesteps=1000, n_envs=1, vec="dummy", seed=5,
+                         run_name="dqn", runs_root=str(home / "runs"), bind="127.0.0.1:0",
+                         progress=False, eval_every=0, eval_episodes=2, serve_process=False,
+                         hyper={"learning_starts": 200, "buffer_size": 2000,
+                                "target_update_interval": 100})
+    run_dir, model, sent = original_run(home / "runs", "dqn", config, [
+        (301, {"learning_rate": 3e-4}),
+        (455, {"exploration_rate": 0.3}),   # applied at the next step, not a rollout end
+        (602, {"reward.hungry_not_thirsty": -2.0}),   # re-labels the replay buffer
+        (777, "evaluate"),
+        (901, "evaluate"),
+    ])
+    assert len(evaluations(run_dir)) == 2
+
+    result = replay(ReplayConfig(str(run_dir), run_name="dqn-replay", bind="127.0.0.1:0",
+                                 progress=False, serve_process=False))
+
+    assert result.exact and result.replayed == len(sent)
+    assert differing_parameters(model, result.model) == []
+    assert evaluations(result.run_dir) == evaluations(run_dir)
+
+
+def test_until_stops_the_replay_at_that_step_with_the_changes_before_it(
+        ppo: tuple[Path, Any, list[Any]], home: Path) -> None:
+    run_dir, _, sent = ppo
+    result = replay(ReplayConfig(str(run_dir), run_name="ppo-until", bind="127.0.0.1:0",
+                                 progress=False, serve_process=False, until=700))
+    assert result.model.num_timesteps == 700
+    applied = [e for e in read_journal(run_dir / "journal.jsonl")
+               if e.kind == "applied" and e.applies in {s.v for s in sent}]
+    before = [e for e in applied if e.step is not None and e.step <= 700]
+    assert 1 <= len(before) < len(applied)  # the learning rate at 512 at least, not all
+    assert result.replayed == len(result.original.plan.changes) == len(before)
+    assert result.original.plan.end_step == 700
+    assert (result.run_dir / "checkpoints" / "final" / "model.zip").is_file()
+
+
+# ------------------------------------------------------------------ divergence: a new branch
+class SetAt(BaseCallback):
+    """Sets through the registry, as a user at another terminal would, at one step."""
+
+    def __init__(self, registry: Any, step: int, values: dict[str, Any]) -> None:
+        super().__init__()
+        self.registry, self.step, self.values = registry, step, values
+
+    def _on_step(self) -> bool:
+        if self.step is not None and self.num_timesteps >= self.step:
+            self.step = None
+            self.registry.set(self.values, source="bob@elsewhere")
+        return True
+
+
+def test_a_change_from_outside_makes_the_replay_a_new_branch(
+        ppo: tuple[Path, Any, list[Any]], home: Path) -> None:
+    from livetune_rl.registry import Registry
+    from livetune_rl.sb3.replay import ReplayCallback
+
+    run_dir, _, _ = ppo
+    original = OriginalRun.read(run_dir)
+    registry = Registry()
+    replaying = ReplayCallback(registry, original.plan)
+    config = TrainConfig(**{**original.config.__dict__, "run_name": "branch",
+                            "runs_root": str(home / "runs"), "bind": "127.0.0.1:0",
+                            "serve_process": False, "vec": "dummy", "timesteps": 1024})
+    train(config, registry=registry,
+          callbacks=[replaying, SetAt(registry, 800, {"n_epochs": 3})])
+    # the changes the original applied before 802 are made; none after
+    assert replaying.diverged is not None and replaying.diverged.source == "bob@elsewhere"
+    assert replaying.diverged_at == 802
+    assert replaying.replayed == sum(c.step <= 802 for c in original.plan.changes) >= 1
+    journal = read_journal(home / "runs" / "branch" / "journal.jsonl")
+    said = [e for e in journal if e.kind == "event" and e.name == REPLAY_EVENT
+            and e.data.get("diverged")]
+    assert len(said) == 1 and said[0].step == 802 and said[0].data["name"] == "n_epochs"
+    made = [e for e in journal if e.kind in ("set", "fire") and e.source != "bob@elsewhere"]
+    assert len(made) == replaying.replayed
+
+
+# ------------------------------------------------------------------ bad input
+def _journal(path: Path, records: list[dict[str, Any]], tail: str = "") -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + tail)
+    return path
+
+
+START = {"v": 1, "t": 1.0, "kind": "start", "name": "", "data": {"values": {"lr": 0.1}}}
+
+
+def test_a_torn_end_and_a_record_of_another_version_are_skipped_with_a_warning(
+        tmp_path: Path) -> None:
+    path = _journal(tmp_path / "journal.jsonl", [
+        START,
+        {"v": 2, "t": 2.0, "kind": "set", "name": "lr", "new": 0.2, "step": 10},
+        {"v": 3, "t": 2.0, "kind": "undo-of-the-future", "name": "lr"},
+        {"v": 4, "t": 3.0, "kind": "applied", "name": "lr", "new": 0.2, "step": 64,
+         "applies": 2},
+    ], tail='{"v": 5, "t": 4.0, "kind": "set", "na')
+    plan = ReplayPlan.from_journal(path)
+    assert plan.changes == (Change(64, "lr", "set", 0.2, 2),)
+    assert len(plan.warnings) == 2
+    assert "line 3" in plan.warnings[0] and "unknown kind" in plan.warnings[0]
+    assert "its last line" in plan.warnings[1]
+
+
+def test_sets_applied_together_are_all_replayed_and_pending_ones_are_not(
+        tmp_path: Path) -> None:
+    path = _journal(tmp_path / "journal.jsonl", [
+        START,
+        {"v": 2, "t": 2.0, "kind": "set", "name": "lr", "new": 0.2, "step": 10},
+        {"v": 3, "t": 2.0, "kind": "set", "name": "lr", "new": 0.1, "step": 12},  # back
+        {"v": 4, "t": 2.0, "kind": "fire", "name": "evaluate", "new": 1, "step": 12},
+        {"v": 5, "t": 2.0, "kind": "fire", "name": "evaluate", "new": 1, "step": 12,
+         "data": {"coalesced": True}},
+        {"v": 6, "t": 3.0, "kind": "applied", "name": "lr", "new": 0.1, "step": 64,
+         "applies": 3},
+        {"v": 7, "t": 3.0, "kind": "applied", "name": "evaluate", "new": 1, "step": 14,
+         "applies": 4},
+        {"v": 8, "t": 3.0, "kind": "set", "name": "lr", "new": 0.5, "step": 70},
+    ])
+    plan = ReplayPlan.from_journal(path)
+    assert plan.changes == (Change(14, "evaluate", "fire", None, 4),
+                            Change(64, "lr", "set", 0.2, 2), Change(64, "lr", "set", 0.1, 3))
+    assert plan.unapplied == (Change(70, "lr", "set", 0.5, 8),)
+    assert "never applied" in plan.warnings[0]
+    assert ReplayPlan.from_journal(path, until=20).changes == plan.changes[:1]
+
+
+def test_a_resumed_run_is_replayed_up_to_its_resume(tmp_path: Path) -> None:
+    path = _journal(tmp_path / "journal.jsonl", [
+        START,
+        {"v": 2, "t": 2.0, "kind": "set", "name": "lr", "new": 0.2, "step": 10},
+        {"v": 3, "t": 3.0, "kind": "applied", "name": "lr", "new": 0.2, "step": 64,
+         "applies": 2},
+        {"v": 4, "t": 4.0, "kind": "start", "name": "", "step": 32,
+         "data": {"values": {"lr": 0.1}, "resumed_from": "runs/x/checkpoints/step_32"}},
+        {"v": 5, "t": 5.0, "kind": "set", "name": "lr", "new": 0.3, "step": 40},
+        {"v": 6, "t": 6.0, "kind": "applied", "name": "lr", "new": 0.3, "step": 64,
+         "applies": 5},
+    ])
+    plan = ReplayPlan.from_journal(path)
+    assert plan.changes == (Change(64, "lr", "set", 0.2, 2),) and plan.end_step == 32
+    assert "resumed at step 32" in plan.warnings[0]
+
+
+def test_a_knob_this_code_does_not_have_is_refused_before_training(
+        ppo: tuple[Path, Any, list[Any]], home: Path, tmp_path: Path) -> None:
+    run_dir, _, _ = ppo
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    settings = json.loads((run_dir / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**settings, "vec": "dummy"}))
+    records = [e.to_record() for e in read_journal(run_dir / "journal.jsonl")]
+    for record in records:  # as if an older livetune had called it lr
+        if record["name"] == "learning_rate":
+            record["name"] = "learnin_rate"
+    _journal(copy / "journal.jsonl", records)
+    with pytest.raises(ReplayError, match="no variable named learnin_rate; did you mean "
+                                          "learning_rate"):
+        replay(ReplayConfig(str(copy), run_name="refused", runs_root=str(tmp_path),
+                            bind="127.0.0.1:0", progress=False, serve_process=False))
+    assert not (tmp_path / "refused").exists()  # nothing trained, nothing left behind
+
+
+def test_an_env_that_is_not_installed_is_refused_by_name(tmp_path: Path) -> None:
+    config = TrainConfig(env="nosuchpackage:Nothing-v0", run_name="x")
+    (tmp_path / "config.json").write_text(json.dumps({**config.__dict__, "token": None}))
+    _journal(tmp_path / "journal.jsonl", [START])
+    with pytest.raises(ReplayError, match="'nosuchpackage:Nothing-v0', which this machine "
+                                          "cannot make"):
+        replay(ReplayConfig(str(tmp_path), run_name="y", runs_root=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_vision_run_or_a_missing_journal_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model": "vgg11", "epochs": 2}))
+    with pytest.raises(ReplayError, match="names no algo"):
+        OriginalRun.read(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"algo": "ppo"}))
+    with pytest.raises(ReplayError, match="no journal at"):
+        OriginalRun.read(tmp_path)
+
+
+# ------------------------------------------------------------------ the command
+def test_the_command_replays_and_says_how_exactly(ppo: tuple[Path, Any, list[Any]],
+                                                  home: Path) -> None:
+    import subprocess
+    import sys
+
+    run_dir, _, _ = ppo
+    command = [sys.executable, "-m", "livetune_rl.cli", "replay", str(run_dir), "--run-name",
+               "cli", "--until", "600", "--bind", "127.0.0.1:0", "--no-progress",
+               "--no-serve-process"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"livetune: replay of {run_dir}: 1 change(s) to make again, up to step 600" \
+        in out.stdout
+    assert "livetune: replay: step 512: set learning_rate = 0.0005 (original v" in out.stdout
+    assert "livetune: replay: made 1 of 1 change(s) again (exact: every change at its own " \
+        "step)" in out.stdout
+    missing = subprocess.run([*command[:4], str(home / "nothing-here")], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1
+    assert "livetune: error: no config.json in" in missing.stderr
