@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 # commands, whose modules import much more (``livetune set`` must start fast; it is measured
 # by benchmarks/cli_set.py).
 TRAINING_COMMANDS = ("train", "train-vision", "replay")
-RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "tune", "demo")
+RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "undo", "tune", "demo")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -277,6 +277,25 @@ def cmd_fire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_undo(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise UsageError(f"undo {args.count}: give how many of the last changes to undo (1 "
+                         "or more)")
+    with _client(args) as client:
+        done = client.undo(args.count, versions=args.version or (), force=args.force)
+    if args.json:
+        _print_json({"undone": list(done.versions),
+                     "changes": [e.to_record() for e in done.changes]})
+        return 0
+    for e in done.changes:
+        if e.unchanged:
+            print(f"{e.name}: unchanged, already {_fmt(e.new)}")
+        else:
+            print(f"{e.name}: {_fmt(e.old)} -> {_fmt(e.new)} (version {e.v})")
+    print(f"undid {', '.join(f'v{v}' for v in done.versions)}")
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     with _client(args) as client:
         try:
@@ -417,6 +436,15 @@ def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.
                    help="compare-and-set: refuse unless NAME is at VERSION")
     p = add("fire", cmd_fire, "fire one or more triggers")
     p.add_argument("names", nargs="+", help="trigger names, e.g. checkpoint evaluate stop")
+    p = add("undo", cmd_undo, "revert the last N changes of values (never fires) as new "
+                              "sets that name the versions they undo")
+    p.add_argument("count", nargs="?", type=int, default=1, metavar="N",
+                   help="how many of the last changes not undone yet (default: 1; undo "
+                        "again to go further back)")
+    p.add_argument("--version", type=int, action="append", metavar="V",
+                   help="undo the set of this journal version instead (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="revert even where a later change touched the same variable")
     p = add("watch", cmd_watch, "stream changes as they happen (Ctrl-C to stop)")
     p.add_argument("patterns", nargs="*", help="glob patterns")
     p = add("history", cmd_history, "print the run's journal: who changed what, when")

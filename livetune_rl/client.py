@@ -59,6 +59,14 @@ class WatchItem:
     lagged: str | None = None
 
 
+@dataclass(frozen=True)
+class Undone:
+    """What an undo did: the sets it made, and the versions they undo (newest first)."""
+
+    changes: tuple[ChangeEvent, ...]
+    versions: tuple[int, ...]
+
+
 def _run_state(run: pb.RunInfo, variables: Any, triggers: Any) -> RunState:
     return RunState(run.run, run.pid, run.address, convert.seconds(run.started), run.journal,
                     convert.state_from_proto(run, variables, triggers))
@@ -155,6 +163,16 @@ class Client:
     def fire(self, name: str) -> ChangeEvent:
         reply = self._call(self._stub.FireTrigger, pb.FireTriggerRequest(name=name))
         return convert.event_from_proto(reply.change)
+
+    def undo(self, count: int = 1, *, versions: Sequence[int] = (),
+             force: bool = False) -> Undone:
+        """Revert the last ``count`` changes of values (or the sets ``versions``) as new sets
+        naming the versions they undo; :class:`ClientError` with FAILED_PRECONDITION when a
+        later change touched the same variable (unless ``force``)."""
+        reply = self._call(self._stub.Undo, pb.UndoRequest(count=count, versions=list(versions),
+                                                           force=force))
+        return Undone(tuple(convert.event_from_proto(c) for c in reply.changes),
+                      tuple(reply.undone))
 
     def history(self, *, since: int = 0, limit: int = 0,
                 patterns: Sequence[str] = ()) -> list[ChangeEvent]:

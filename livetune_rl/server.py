@@ -38,7 +38,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import convert, discovery
+from . import convert, discovery, undo
 from ._proto.livetune.v1 import livetune_pb2 as pb
 from ._proto.livetune.v1 import livetune_pb2_grpc as pb_grpc
 from .feed import EventFeed, Lagged
@@ -216,6 +216,21 @@ class LiveTuneServicer(pb_grpc.LiveTuneServicer):
             await self._fail(context, exc)
             raise
         return pb.FireTriggerResponse(change=convert.event_to_proto(event))
+
+    async def Undo(self, request: pb.UndoRequest,
+                   context: grpc.aio.ServicerContext) -> pb.UndoResponse:
+        try:  # the journal is read off the event loop, as GetHistory does
+            plan = await asyncio.to_thread(undo.plan_for, self.registry,
+                                           count=request.count or 1,
+                                           versions=list(request.versions), force=request.force)
+            if self.precheck is not None:
+                await self.precheck([(r.name, r.value) for r in plan.reverts])
+            events = plan.apply(self.registry, _source(context, self.token_required))
+        except Exception as exc:
+            await self._fail(context, exc)
+            raise
+        return pb.UndoResponse(changes=[convert.event_to_proto(e) for e in events],
+                               undone=plan.versions)
 
     async def GetHistory(self, request: pb.GetHistoryRequest,
                          context: grpc.aio.ServicerContext) -> pb.GetHistoryResponse:

@@ -254,3 +254,21 @@ class GetHistoryResponse(_message.Message):
     changes: _containers.RepeatedCompositeFieldContainer[Change]
     truncated: bool
     def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class UndoRequest(_message.Message):
+    __slots__ = ("count", "versions", "force")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    force: bool
+    def __init__(self, count: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class UndoResponse(_message.Message):
+    __slots__ = ("changes", "undone")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    UNDONE_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    undone: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., undone: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class LiveTuneStub:
                 request_serializer=livetune_dot_v1_dot_livetune__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=livetune_dot_v1_dot_livetune__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.Undo = channel.unary_unary(
+                '/livetune.v1.LiveTune/Undo',
+                request_serializer=livetune_dot_v1_dot_livetune__pb2.UndoRequest.SerializeToString,
+                response_deserializer=livetune_dot_v1_dot_livetune__pb2.UndoResponse.FromString,
+                _registered_method=True)
 
 
 class LiveTuneServicer:
@@ -114,6 +119,19 @@ class LiveTuneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Undo(self, request, context):
+        """Revert changes of values (never fires) as new sets, journaled with the source
+        "undo of v<N>[,v<M>...] by <peer>", in one atomic request. By default the last `count`
+        changes not undone yet (an undo is not itself undone by the next: undo twice goes two
+        changes back); or the sets named in `versions`. FAILED_PRECONDITION when a later change,
+        not undone by this request, touched the same variable (unless `force`), or when a
+        variable changed while the undo was planned; INVALID_ARGUMENT for a version that is not
+        a set that can be undone, or a count beyond what there is to undo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LiveTuneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +164,11 @@ def add_LiveTuneServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=livetune_dot_v1_dot_livetune__pb2.GetHistoryRequest.FromString,
                     response_serializer=livetune_dot_v1_dot_livetune__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'Undo': grpc.unary_unary_rpc_method_handler(
+                    servicer.Undo,
+                    request_deserializer=livetune_dot_v1_dot_livetune__pb2.UndoRequest.FromString,
+                    response_serializer=livetune_dot_v1_dot_livetune__pb2.UndoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +333,33 @@ class LiveTune:
             '/livetune.v1.LiveTune/GetHistory',
             livetune_dot_v1_dot_livetune__pb2.GetHistoryRequest.SerializeToString,
             livetune_dot_v1_dot_livetune__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Undo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livetune.v1.LiveTune/Undo',
+            livetune_dot_v1_dot_livetune__pb2.UndoRequest.SerializeToString,
+            livetune_dot_v1_dot_livetune__pb2.UndoResponse.FromString,
             options,
             channel_credentials,
             insecure,
