@@ -23,7 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from livetune_rl.client import Client, connect
 from livetune_rl.journal import ChangeEvent, read_journal
 from livetune_rl.replay import REPLAY_EVENT, Change, ReplayError, ReplayPlan, replayed_version
-from livetune_rl.replay_cli import OriginalRun, ReplayConfig, replay
+from livetune_rl.replay_cli import OriginalRun, ReplayConfig, ReplayResult, replay
 from livetune_rl.train import TrainConfig, train
 
 Step = tuple[int, dict[str, Any] | str]
@@ -103,8 +103,20 @@ def ppo(home: Path) -> tuple[Path, Any, list[ChangeEvent]]:
     ])
 
 
-def test_ppo_with_two_subprocess_envs_replays_bit_for_bit(ppo: tuple[Path, Any, list[Any]],
-                                                          home: Path) -> None:
+@pytest.fixture(scope="module")
+def ppo_replay(ppo: tuple[Path, Any, list[ChangeEvent]],
+               home: Path) -> tuple[ReplayResult, bool]:
+    """The replay of the PPO run (served from a child process too), and whether the
+    original's directory was left exactly as it was."""
+    run_dir = ppo[0]
+    before = fingerprint(run_dir)
+    result = replay(ReplayConfig(str(run_dir), run_name="ppo-replay", bind="127.0.0.1:0",
+                                 progress=False))
+    return result, fingerprint(run_dir) == before
+
+
+def test_ppo_with_two_subprocess_envs_replays_bit_for_bit(
+        ppo: tuple[Path, Any, list[Any]], ppo_replay: tuple[ReplayResult, bool]) -> None:
     run_dir, model, sent = ppo
     journal = read_journal(run_dir / "journal.jsonl")
     applied = {e.applies: e.step for e in journal if e.kind == "applied"}
@@ -112,12 +124,10 @@ def test_ppo_with_two_subprocess_envs_replays_bit_for_bit(ppo: tuple[Path, Any, 
     assert all(e.v in applied for e in sent), (sent, applied)
     assert {e.name for e in sent} == {"learning_rate", "reward.hungry_thirsty", "evaluate",
                                       "reward.scale"}
-    before = fingerprint(run_dir)
 
-    result = replay(ReplayConfig(str(run_dir), run_name="ppo-replay", bind="127.0.0.1:0",
-                                 progress=False))
+    result, untouched = ppo_replay
 
-    assert fingerprint(run_dir) == before  # nothing in the original's directory changed
+    assert untouched  # nothing in the original's directory changed
     assert result.exact and result.replayed == len(sent)
     assert differing_parameters(model, result.model) == []
     assert evaluations(result.run_dir) == evaluations(run_dir)
@@ -136,6 +146,50 @@ def test_ppo_with_two_subprocess_envs_replays_bit_for_bit(ppo: tuple[Path, Any, 
     assert lineage["replay_of"] == str(run_dir.resolve())
     summary = [e.data for e in replayed if e.kind == "event" and e.name == REPLAY_EVENT][-1]
     assert summary["replayed"] == len(sent) and summary["diverged_at"] is None
+
+
+def test_the_export_trains_the_same_model_without_livetune(
+        ppo_replay: tuple[ReplayResult, bool], tmp_path: Path) -> None:
+    """Export as a Python module, train with SB3 alone (the run's env, no registry, no
+    server), and end with the replay's parameters."""
+    import importlib.util
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS
+    from livetune_rl.export import Export
+    from livetune_rl.train import FAST_DEFAULTS, _env_factory
+
+    replayed, _ = ppo_replay
+    original = replayed.original
+    path = tmp_path / "ppo_schedules.py"
+    path.write_text(Export.from_run(original).to_python())
+    spec = importlib.util.spec_from_file_location("ppo_schedules", path)
+    assert spec is not None and spec.loader is not None
+    schedules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(schedules)
+    imports = [line for line in path.read_text().splitlines()
+               if line.lstrip().startswith(("import ", "from "))]
+    assert imports and not [line for line in imports if "livetune" in line]  # SB3 alone
+
+    config = original.config
+    # the env livetune train made for this run: the same factory, weights (in their order:
+    # the wrapper sums in it), seeds and vec env class
+    weights = {**DEFAULT_REWARD_WEIGHTS, **config.reward}
+    venv = make_vec_env(_env_factory(config, weights), n_envs=config.n_envs, seed=config.seed,
+                        vec_env_cls=SubprocVecEnv)
+    torch.set_num_threads(config.threads)
+    model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0,
+                **{**FAST_DEFAULTS["ppo"], **config.hyper,
+                   "learning_rate": schedules.schedule("learning_rate")})
+    try:
+        model.learn(schedules.TOTAL_TIMESTEPS,
+                    callback=schedules.ScheduleCallback(skip=["learning_rate"]))
+    finally:
+        venv.close()
+    assert differing_parameters(model, replayed.model) == []
 
 
 def test_dqn_replays_bit_for_bit(home: Path) -> None:
