@@ -130,3 +130,26 @@ def test_the_command_prints_or_writes_and_leaves_the_run_as_it_was(
     bad = subprocess.run([str(LIVETUNE), "export", str(tmp_path / "nothing")], env=sub_env,
                          text=True, capture_output=True, timeout=60)
     assert bad.returncode == 1 and "no config.json in" in bad.stderr
+
+
+def test_diff_names_the_settings_and_the_first_divergence(tmp_path: Path,
+                                                          sub_env: dict[str, str]) -> None:
+    a = _run_dir(tmp_path / "a")
+    b = _run_dir(tmp_path / "b")
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "seed": 7, "run_name": "b"}))
+    with open(b / "journal.jsonl", "a") as journal:
+        journal.write('\n{"v": 5, "t": 5.0, "kind": "fire", "name": "evaluate", "new": 1, '
+                      '"step": 600}\n{"v": 6, "t": 6.0, "kind": "applied", "name": "evaluate", '
+                      '"new": 1, "step": 602, "applies": 5}\n')
+    out = subprocess.run([str(LIVETUNE), "diff", str(a), str(b)], env=sub_env, text=True,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1:] == [
+        "settings: seed: 0 -> 7",
+        "changes: first divergence at step 602: A: no more changes; B: fire evaluate at step "
+        "602 (v5)"]
+    same = subprocess.run([str(LIVETUNE), "diff", str(a), str(a)], env=sub_env, text=True,
+                          capture_output=True, timeout=60)
+    assert same.stdout.splitlines()[1:] == ["settings: the same training settings",
+                                            "changes: the same 1 change(s) at the same steps"]

@@ -21,6 +21,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from livetune_rl.client import Client, connect
+from livetune_rl.diff import RunDiff
 from livetune_rl.journal import ChangeEvent, read_journal
 from livetune_rl.replay import REPLAY_EVENT, Change, ReplayError, ReplayPlan, replayed_version
 from livetune_rl.replay_cli import OriginalRun, ReplayConfig, ReplayResult, replay
@@ -146,6 +147,8 @@ def test_ppo_with_two_subprocess_envs_replays_bit_for_bit(
     assert lineage["replay_of"] == str(run_dir.resolve())
     summary = [e.data for e in replayed if e.kind == "event" and e.name == REPLAY_EVENT][-1]
     assert summary["replayed"] == len(sent) and summary["diverged_at"] is None
+    same = RunDiff.of(result.original, OriginalRun.read(result.run_dir))  # livetune diff
+    assert same.settings == {} and same.divergence is None
 
 
 def test_the_export_trains_the_same_model_without_livetune(
@@ -262,13 +265,20 @@ def test_a_change_from_outside_makes_the_replay_a_new_branch(
     # the changes the original applied before 802 are made; none after
     assert replaying.diverged is not None and replaying.diverged.source == "bob@elsewhere"
     assert replaying.diverged_at == 802
-    assert replaying.replayed == sum(c.step <= 802 for c in original.plan.changes) >= 1
+    assert replaying.replayed == sum(c.step < 802 for c in original.plan.changes) >= 1
     journal = read_journal(home / "runs" / "branch" / "journal.jsonl")
     said = [e for e in journal if e.kind == "event" and e.name == REPLAY_EVENT
             and e.data.get("diverged")]
     assert len(said) == 1 and said[0].step == 802 and said[0].data["name"] == "n_epochs"
     made = [e for e in journal if e.kind in ("set", "fire") and e.source != "bob@elsewhere"]
     assert len(made) == replaying.replayed
+    # livetune diff: the settings changed here, and the first change the branch does not share
+    found = RunDiff.of(original, OriginalRun.read(home / "runs" / "branch"))
+    assert found.settings == {"timesteps": (1536, 1024), "vec": ("subproc", "dummy")}
+    assert found.divergence is not None
+    first_left_out = original.plan.changes[replaying.replayed]
+    assert found.divergence.a == first_left_out
+    assert found.divergence.b is not None and found.divergence.b.name == "n_epochs"
 
 
 # ------------------------------------------------------------------ bad input

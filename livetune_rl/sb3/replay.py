@@ -125,7 +125,7 @@ class ReplayCallback(BaseCallback):
     # ----------------------------------------------------------------- the changes
     def _make_due(self) -> None:
         changes = self.plan.changes
-        step = self.num_timesteps
+        step = self.registry.step = self.num_timesteps  # journaled with the step they arrive
         while self._index < len(changes) and changes[self._index].step <= step:
             change = changes[self._index]
             self._index += 1
