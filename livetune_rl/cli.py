@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
 # The run commands only talk to a run: for them the parser is built without the training
 # commands, whose modules import much more (``livetune set`` must start fast; it is measured
-# by benchmarks/cli_set.py). ``replay``, ``export`` and ``diff`` read run directories with
-# train's config, so they are built with them.
-TRAINING_COMMANDS = ("train", "train-vision", "replay", "export", "diff")
+# by benchmarks/cli_set.py). ``replay``, ``export``, ``diff`` and ``fork`` read run
+# directories with train's config, so they are built with them.
+TRAINING_COMMANDS = ("train", "train-vision", "replay", "export", "diff", "fork")
 RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "undo", "tune", "demo")
 
 EXIT_FAILED = 1
@@ -486,6 +486,9 @@ def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.
         from .diff import add_parser as add_diff  # no torch/SB3
 
         add_diff(sub)
+        from .fork import add_parser as add_fork  # no torch/SB3
+
+        add_fork(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpWithDefaults
     return parser

@@ -51,6 +51,10 @@ from .values import InvalidValueError, LiveTuneError, UnknownNameError, Value
 if TYPE_CHECKING:
     from .registry import Registry
 
+RUN_SOURCES = frozenset({"resume"})
+"""Sources of sets the run makes itself from its settings (``livetune train --resume`` and
+``livetune fork`` restore a checkpoint's values): not in a plan, the replay makes them too."""
+
 REPLAY_EVENT = "replay"
 """Name of the ``event`` records a replay journals: what it replays, and where it diverged."""
 
@@ -199,6 +203,7 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
     fires: dict[int, ChangeEvent] = {}
     changes: list[Change] = []
     end_step: int | None = None
+    made_by_run: set[int] = set()
     for event in events:
         if event.kind == "start":
             if start is None:
@@ -210,7 +215,9 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
                 f"{event.data.get('resumed_from', 'a checkpoint')}): its steps restart there "
                 "from a checkpoint, so only what it did before is replayed")
             break
-        if event.kind == "set":
+        if event.kind == "set" and event.source in RUN_SOURCES:
+            made_by_run.add(event.v)
+        elif event.kind == "set":
             pending.setdefault(event.name, []).append(event)
         elif event.kind == "fire" and not event.data.get("coalesced"):
             fires[event.v] = event
@@ -222,6 +229,8 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
             if until is not None and event.step > until:
                 end_step = until
                 break
+            if event.applies in made_by_run:
+                continue
             changes.extend(_applied(event, pending, fires, warnings))
     if start is None:
         warnings.append(f"{source} has no start record: the values the original started "

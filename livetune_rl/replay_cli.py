@@ -25,7 +25,8 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,31 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
+class ForkLineage:
+    """Where a fork (``livetune fork``) comes from, as its ``config.json`` holds it under
+    ``lineage``.
+
+    :param fork_of: the parent's run directory.
+    :param checkpoint: the parent's checkpoint the fork started from.
+    :param step: that checkpoint's ``num_timesteps``.
+    :param values: the values the fork was started with (``--set``).
+    """
+
+    fork_of: str
+    checkpoint: str
+    step: int
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: Any) -> ForkLineage | None:
+        """The lineage ``config.json`` holds (None: not a fork)."""
+        if not isinstance(data, dict) or "fork_of" not in data:
+            return None
+        return cls(str(data["fork_of"]), str(data["checkpoint"]), int(data["step"]),
+                   dict(data.get("values") or {}))
+
+
+@dataclass(frozen=True)
 class OriginalRun:
     """A ``livetune train`` run directory, read for a replay (nothing in it is written).
 
@@ -75,12 +101,14 @@ class OriginalRun:
     :param config: its settings (``config.json``).
     :param plan: the changes of its journal.
     :param warnings: what in ``config.json`` did not match this version of livetune.
+    :param fork: where the run was forked from (None: not a fork).
     """
 
     path: Path
     config: TrainConfig
     plan: ReplayPlan
     warnings: tuple[str, ...] = ()
+    fork: ForkLineage | None = None
 
     @classmethod
     def read(cls, run_dir: str | Path, *, until: int | None = None) -> OriginalRun:
@@ -122,7 +150,7 @@ class OriginalRun:
         except TypeError as exc:
             raise ReplayError(f"{config_path}: {exc}") from None
         plan = ReplayPlan.from_journal(path / "journal.jsonl", until=until)
-        return cls(path, config, plan, tuple(warnings))
+        return cls(path, config, plan, tuple(warnings), ForkLineage.from_data(data.get("lineage")))
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class ReplayResult:
     :param unchanged: sets of a value the variable already held (the start values differ).
     :param diverged_at: the step at which a change from outside made it a new branch.
     :param seconds: wall time of the training.
+    :param parent: for a fork, the replay of its parent up to the fork point.
     """
 
     model: Any
@@ -147,12 +176,15 @@ class ReplayResult:
     unchanged: int
     diverged_at: int | None
     seconds: float
+    parent: ReplayResult | None = None
 
     @property
     def exact(self) -> bool:
-        """Every change was made at its own step, and nobody diverged."""
+        """Every change was made at its own step, and nobody diverged (in the parent's
+        replay too, for a fork)."""
         return (self.replayed == len(self.original.plan.changes) and not self.late
-                and not self.unchanged and self.diverged_at is None)
+                and not self.unchanged and self.diverged_at is None
+                and (self.parent is None or self.parent.exact))
 
 
 def check_env(env_id: str) -> None:
@@ -192,17 +224,28 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
     name = config.run_name or (
         f"{original.path.name}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
     root = Path(config.runs_root) if config.runs_root is not None else original.path.parent
+    run_dir = root / name
+    existed = run_dir.exists()
+    lineage: dict[str, Any] = {"replay_of": str(original.path.resolve()),
+                               "until": config.until}
+    parent: ReplayResult | None = None
+    if original.fork is not None:  # the parent up to the fork point, then the fork from there
+        if existed:
+            raise ReplayError(f"the run directory {run_dir} already exists; pick another "
+                              "--run-name")
+        parent, start = _replay_parent(config, original.fork, name, root)
+        lineage.update(dataclasses.asdict(ForkLineage(
+            str(parent.run_dir.resolve()), str(start.resolve()), original.fork.step,
+            original.fork.values)))
     settings = dataclasses.replace(
         original.config, run_name=name, runs_root=str(root), bind=config.bind,
         token=config.token, progress=config.progress, serve_process=config.serve_process,
-        max_calls_per_second=config.max_calls_per_second, resume=None, livetune_port=None)
-    run_dir = root / name
-    existed = run_dir.exists()
+        max_calls_per_second=config.max_calls_per_second, livetune_port=None,
+        resume=None if parent is None else str(start))
     from .registry import Registry
 
     registry = Registry()
     callback = ReplayCallback(registry, original.plan, until=config.until, verbose=1)
-    lineage = {"replay_of": str(original.path.resolve()), "until": config.until}
     started = time.perf_counter()
     try:
         model = train(settings, registry=registry, callbacks=[callback], lineage=lineage)
@@ -212,7 +255,24 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
         raise
     return ReplayResult(model, run_dir, original, callback.replayed, len(callback.late),
                         len(callback.unchanged), callback.diverged_at,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, parent)
+
+
+def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str,
+                   root: Path) -> tuple[ReplayResult, Path]:
+    """Replay a fork's parent up to the fork's checkpoint; that replay and its checkpoint
+    there. A checkpoint taken while the parent trained (``step_N``, a fired one) was written
+    at the env step ``N``, before that step's rollout end: the parent is replayed until ``N``.
+    Its ``final`` checkpoint was written after the last update: the parent is replayed whole
+    (its own ``stop``, if it had one, is replayed too)."""
+    if config.until is not None and config.until <= fork.step:
+        raise ReplayError(f"--until {config.until} is at or before step {fork.step}, where "
+                          f"this run was forked from {fork.fork_of}: replay that run instead")
+    whole = Path(fork.checkpoint).name == "final"
+    parent = replay(dataclasses.replace(config, run_dir=fork.fork_of, run_name=f"{name}-parent",
+                                        runs_root=str(root),
+                                        until=None if whole else fork.step))
+    return parent, parent.run_dir / "checkpoints" / "final"
 
 
 def add_parser(sub: Any) -> None:
@@ -248,6 +308,11 @@ def _main(args: argparse.Namespace) -> int:
         f"{result.late} late, {result.unchanged} without effect"
         + (f", diverged at step {result.diverged_at}" if result.diverged_at is not None
            else ""))
+    if result.parent is not None:
+        parent = result.parent
+        print(f"livetune: replay: the parent, {parent.original.path}, replayed up to the fork "
+              f"point in {parent.run_dir} ({parent.replayed} change(s), "
+              f"{'exact' if parent.exact else 'not exact'})", flush=True)
     print(f"livetune: replay: made {result.replayed} of {len(plan.changes)} change(s) again "
           f"({how}) in {result.seconds:.1f}s; run directory {result.run_dir}", flush=True)
     return 0

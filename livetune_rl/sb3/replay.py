@@ -25,6 +25,8 @@ Example::
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -163,3 +165,41 @@ class ReplayCallback(BaseCallback):
         if self.verbose:
             print(f"livetune: replay: diverged at step {self.num_timesteps}: {event.kind} "
                   f"{event.name} by {event.source}; the original's later changes are not made")
+
+
+class StartValuesCallback(BaseCallback):
+    """Sets values when training starts, before the live callbacks after it apply them (what
+    ``livetune fork --set`` does).
+
+    :param registry: the registry the live callbacks register the knobs in.
+    :param values: ``{name: value}`` (text is parsed with each variable's type).
+    :param source: journaled as who set them.
+    :param note: journaled first as an event named ``source`` (a fork: where it comes from).
+
+    Example::
+
+        >>> from stable_baselines3 import PPO
+        >>> import livetune_rl as lt
+        >>> from livetune_rl.sb3 import LiveTuneCallback
+        >>> registry = lt.Registry()
+        >>> model = PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, n_epochs=1)
+        >>> start = StartValuesCallback(registry, {"learning_rate": "1e-4"}, source="fork")
+        >>> _ = model.learn(32, callback=[start, LiveTuneCallback(registry, serve=False)])
+        >>> model.policy.optimizer.param_groups[0]["lr"], registry.variable("learning_rate").source
+        (0.0001, 'fork')
+    """
+
+    def __init__(self, registry: Registry, values: Mapping[str, object], *, source: str,
+                 note: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.registry, self.values, self.source = registry, dict(values), source
+        self.note = dict(note) if note is not None else None
+
+    def _on_training_start(self) -> None:
+        if self.note is not None:
+            self.registry.record_event(self.source, self.note, step=self.num_timesteps)
+        if self.values:
+            self.registry.set(self.values, source=self.source)
+
+    def _on_step(self) -> bool:
+        return True

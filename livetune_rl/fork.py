@@ -1,0 +1,152 @@
+"""``livetune fork RUN_DIR --from CHECKPOINT``: a new run from a checkpoint of an old one.
+
+The fork trains with the parent's settings from the parent's checkpoint (model, replay
+buffer, the live values in effect there), in a new run directory next to the parent's; each
+``--set NAME=VALUE`` is set when training starts, journaled with the source ``fork``, and
+applied at its usual safe point. The fork's ``config.json`` names its parent, the checkpoint
+and its step under ``lineage``; nothing in the parent's directory is written. Replaying a fork
+(``livetune replay``) replays its parent up to the fork's step first, then the fork.
+
+Example::
+
+    livetune fork runs/ppo-a --from runs/ppo-a/checkpoints/step_40960 --set learning_rate=1e-4
+    livetune fork runs/ppo-a --from final --set reward.scale=2 --run-name ppo-a-scale2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .flags import add_options, from_args, option
+from .options import MAX_CALLS_PER_SECOND
+from .replay import ReplayError
+from .replay_cli import ForkLineage, OriginalRun, check_env
+from .values import LiveTuneError
+
+FORK_SOURCE = "fork"
+"""The source the fork's ``--set`` values are journaled with."""
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+@dataclass
+class ForkConfig:
+    """Arguments of ``livetune fork`` (also from Python: ``fork(ForkConfig(...))``)."""
+
+    run_dir: str = ""  # the positional RUN_DIR
+    checkpoint: str = ""  # --from
+    values: dict[str, str] = option(
+        help="a value to start the fork with (repeatable), e.g. --set learning_rate=1e-4",
+        factory=dict, parse=_assignment, repeat=True, metavar="NAME=VALUE", names=("--set",))
+    run_name: str | None = option(None, "name of the fork's run (default: "
+                                        "<parent>-fork-<time>)")
+    timesteps: int | None = option(None, "the fork's budget, counted from the parent's start "
+                                         "(default: the parent's)")
+    bind: str | None = option(None, "serve address (default 127.0.0.1:50051)")
+    progress: bool = option(True, "no progress bar")
+    serve_process: bool = option(True, "serve from a child process, as livetune train does "
+                                       "(--no-serve-process: from a thread)", both=True)
+    max_calls_per_second: float = option(
+        MAX_CALLS_PER_SECOND, "pace the calls of all clients together to N/s (default "
+        "%(default)g; 0: no pacing)", metavar="N")
+    token: str | None = None  # never written anywhere
+
+
+def find_checkpoint(parent: Path, given: str) -> Path:
+    """``given`` as a checkpoint directory of ``parent``: a path, or a tag under
+    ``parent/checkpoints``.
+
+    :raises ReplayError: no such checkpoint, or one of another run.
+    """
+    path = Path(given)
+    if not path.exists():
+        path = parent / "checkpoints" / given
+    if not (path / "model.zip").is_file() or not (path / "live_values.json").is_file():
+        tags = sorted(p.name for p in (parent / "checkpoints").glob("*") if p.is_dir())
+        raise ReplayError(f"{given} is not a checkpoint of {parent} (expected model.zip and "
+                          f"live_values.json in it); its checkpoints: {', '.join(tags) or 'none'}")
+    if path.resolve().parent.parent != parent.resolve():
+        raise ReplayError(f"{path} is a checkpoint of another run than {parent}: fork the run "
+                          "it belongs to")
+    return path
+
+
+def fork(config: ForkConfig) -> tuple[Any, Path]:
+    """Start a run from a checkpoint of ``config.run_dir`` with ``config.values``; returns
+    the trained model and the fork's run directory.
+
+    :raises ReplayError: not a run or not one of its checkpoints, a name or value the run
+        refuses (raised before training; the fork's directory is then removed).
+    """
+    parent = OriginalRun.read(config.run_dir)
+    checkpoint = find_checkpoint(parent.path, config.checkpoint)
+    step = int(json.loads((checkpoint / "live_values.json").read_text())["num_timesteps"])
+    check_env(parent.config.env)
+    name = config.run_name or f"{parent.path.name}-fork-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = parent.path.parent / name
+    if run_dir.exists():
+        raise ReplayError(f"the run directory {run_dir} already exists; pick another "
+                          "--run-name")
+    settings = dataclasses.replace(
+        parent.config, run_name=name, runs_root=str(parent.path.parent),
+        resume=str(checkpoint), bind=config.bind, token=config.token, progress=config.progress,
+        serve_process=config.serve_process, max_calls_per_second=config.max_calls_per_second,
+        livetune_port=None, timesteps=config.timesteps or parent.config.timesteps)
+    lineage = ForkLineage(str(parent.path.resolve()), str(checkpoint.resolve()), step,
+                          dict(config.values))
+    from .registry import Registry
+    from .sb3.replay import StartValuesCallback  # SB3: only once the fork is known to start
+    from .train import train
+
+    registry = Registry()
+    start = StartValuesCallback(registry, config.values, source=FORK_SOURCE,
+                                note=dataclasses.asdict(lineage))
+    try:
+        model = train(settings, registry=registry, callbacks=[start],
+                      lineage=dataclasses.asdict(lineage))
+    except LiveTuneError:
+        if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir)  # made by this call, nothing trained in it
+        raise
+    return model, run_dir
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``fork`` to the ``livetune`` subcommands."""
+    p = sub.add_parser("fork", help="start a new run from a checkpoint of an old one, with "
+                                    "changed values",
+                       description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the parent run (runs/<name>)")
+    p.add_argument("--from", dest="checkpoint", required=True, metavar="CHECKPOINT",
+                   help="its checkpoint: runs/<name>/checkpoints/<tag>, or the tag")
+    add_options(p, ForkConfig)
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="require the bearer token in FILE (yours, mode 0600 or 0400); "
+                        "default: $LIVETUNE_TOKEN")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from .tokens import token_from
+
+    config = from_args(ForkConfig, args, run_dir=args.run_dir, checkpoint=args.checkpoint,
+                       token=token_from(None, args.token_file))
+    try:
+        _, run_dir = fork(config)
+    except LiveTuneError as exc:
+        raise SystemExit(f"livetune: error: {exc}") from None
+    print(f"livetune: fork of {config.run_dir} from {config.checkpoint}: run directory "
+          f"{run_dir}", flush=True)
+    return 0
