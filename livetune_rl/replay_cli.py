@@ -34,7 +34,7 @@ from .flags import add_options, from_args, option
 from .options import MAX_CALLS_PER_SECOND
 from .replay import ReplayError, ReplayPlan
 from .train import TrainConfig
-from .values import LiveTuneError
+from .values import LiveTuneError, Value
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,8 @@ class ReplayResult:
     :param diverged_at: the step at which a change from outside made it a new branch.
     :param seconds: wall time of the training.
     :param parent: for a fork, the replay of its parent up to the fork point.
+    :param start_mismatches: ``{name: (original, replay)}`` for each value the two runs
+        started with that differs (another livetune, SB3 or env version).
     """
 
     model: Any
@@ -177,6 +179,7 @@ class ReplayResult:
     diverged_at: int | None
     seconds: float
     parent: ReplayResult | None = None
+    start_mismatches: Mapping[str, tuple[Value, Value]] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -184,6 +187,7 @@ class ReplayResult:
         replay too, for a fork)."""
         return (self.replayed == len(self.original.plan.changes) and not self.late
                 and not self.unchanged and self.diverged_at is None
+                and not self.start_mismatches
                 and (self.parent is None or self.parent.exact))
 
 
@@ -229,6 +233,7 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
     lineage: dict[str, Any] = {"replay_of": str(original.path.resolve()),
                                "until": config.until}
     parent: ReplayResult | None = None
+    start: Path | None = None
     if original.fork is not None:  # the parent up to the fork point, then the fork from there
         if existed:
             raise ReplayError(f"the run directory {run_dir} already exists; pick another "
@@ -241,7 +246,7 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
         original.config, run_name=name, runs_root=str(root), bind=config.bind,
         token=config.token, progress=config.progress, serve_process=config.serve_process,
         max_calls_per_second=config.max_calls_per_second, livetune_port=None,
-        resume=None if parent is None else str(start))
+        resume=None if start is None else str(start))
     from .registry import Registry
 
     registry = Registry()
@@ -253,9 +258,13 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
         if not existed and run_dir.is_dir() and callback.replayed == 0:
             shutil.rmtree(run_dir)  # ours, made by this call: nothing was trained in it
         raise
+    seconds = time.perf_counter() - started
+    # both start records are written at the same point of train(): after the knobs are
+    # registered, before anything is set
+    here = ReplayPlan.from_journal(run_dir / "journal.jsonl").start_values
     return ReplayResult(model, run_dir, original, callback.replayed, len(callback.late),
-                        len(callback.unchanged), callback.diverged_at,
-                        time.perf_counter() - started, parent)
+                        len(callback.unchanged), callback.diverged_at, seconds, parent,
+                        original.plan.start_mismatches(here))
 
 
 def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str,
@@ -305,7 +314,8 @@ def _main(args: argparse.Namespace) -> int:
     except LiveTuneError as exc:
         raise SystemExit(f"livetune: error: {exc}") from None
     how = "exact: every change at its own step" if result.exact else (
-        f"{result.late} late, {result.unchanged} without effect"
+        f"{result.late} late, {result.unchanged} without effect, "
+        f"{len(result.start_mismatches)} start value(s) differing"
         + (f", diverged at step {result.diverged_at}" if result.diverged_at is not None
            else ""))
     if result.parent is not None:

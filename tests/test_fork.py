@@ -76,8 +76,8 @@ def test_a_fork_starts_from_the_checkpoint_and_replays_through_its_parent(
     assert again["replay_of"] == str(run_dir.resolve())
     assert again["fork_of"] == str(result.parent.run_dir.resolve())
 
-    with pytest.raises(ReplayError, match="nothing-like-it is not a checkpoint of .*; its "
-                                          "checkpoints: final, step_128"):
+    with pytest.raises(ReplayError, match=r"nothing-like-it is not a checkpoint of .*; its "
+                                          r"checkpoints: final, step_128"):
         fork(ForkConfig(str(parent), "nothing-like-it"))
     with pytest.raises(ReplayError, match="is a checkpoint of another run"):
         fork(ForkConfig(str(parent), str(run_dir / "checkpoints" / "final")))

@@ -100,10 +100,8 @@ class ReplayCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self.plan.check(self.registry)  # every callback is initialised (knobs registered)
         self._subscription = self.registry.subscribe(self._notice)
-        mismatched = self.plan.start_mismatches(self.registry.values())
         self.registry.record_event(REPLAY_EVENT, {
-            "of": self.plan.source, "changes": len(self.plan.changes), "until": self.until,
-            "start_mismatches": {n: list(pair) for n, pair in mismatched.items()}},
+            "of": self.plan.source, "changes": len(self.plan.changes), "until": self.until},
             step=self.num_timesteps)
         self._make_due()  # changes applied when the original started (step 0)
 
