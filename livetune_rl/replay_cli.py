@@ -196,12 +196,17 @@ def check_env(env_id: str) -> None:
 
     :raises ReplayError: naming the id and what to install or fix.
     """
+    import importlib
+
     import gymnasium as gym
 
     if env_id.startswith("livetune/"):
         import livetune_rl.envs  # noqa: F401  (registers the livetune/ ids)
+    module, _, name = env_id.rpartition(":")  # gym.make imports "module:Env-v0"'s module too
     try:
-        gym.spec(env_id)
+        if module:
+            importlib.import_module(module)
+        gym.spec(name)
     except (ImportError, gym.error.Error) as exc:
         raise ReplayError(f"the run trained on the env {env_id!r}, which this machine cannot "
                           f"make ({exc}): install the package that registers it, then "

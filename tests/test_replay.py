@@ -358,7 +358,7 @@ def test_a_knob_this_code_does_not_have_is_refused_before_training(
         if record["name"] == "learning_rate":
             record["name"] = "learnin_rate"
     _journal(copy / "journal.jsonl", records)
-    with pytest.raises(ReplayError, match="no variable named learnin_rate; did you mean "
+    with pytest.raises(ReplayError, match="no variable named 'learnin_rate'; did you mean "
                                           "learning_rate"):
         replay(ReplayConfig(str(copy), run_name="refused", runs_root=str(tmp_path),
                             bind="127.0.0.1:0", progress=False, serve_process=False))
