@@ -218,21 +218,6 @@ def test_dqn_replays_bit_for_bit(home: Path) -> None:
     assert evaluations(result.run_dir) == evaluations(run_dir)
 
 
-def test_until_stops_the_replay_at_that_step_with_the_changes_before_it(
-        ppo: tuple[Path, Any, list[Any]], home: Path) -> None:
-    run_dir, _, sent = ppo
-    result = replay(ReplayConfig(str(run_dir), run_name="ppo-until", bind="127.0.0.1:0",
-                                 progress=False, serve_process=False, until=700))
-    assert result.model.num_timesteps == 700
-    applied = [e for e in read_journal(run_dir / "journal.jsonl")
-               if e.kind == "applied" and e.applies in {s.v for s in sent}]
-    before = [e for e in applied if e.step is not None and e.step <= 700]
-    assert 1 <= len(before) < len(applied)  # the learning rate at 512 at least, not all
-    assert result.replayed == len(result.original.plan.changes) == len(before)
-    assert result.original.plan.end_step == 700
-    assert (result.run_dir / "checkpoints" / "final" / "model.zip").is_file()
-
-
 # ------------------------------------------------------------------ divergence: a new branch
 class SetAt(BaseCallback):
     """Sets through the registry, as a user at another terminal would, at one step."""
@@ -401,6 +386,12 @@ def test_the_command_replays_and_says_how_exactly(ppo: tuple[Path, Any, list[Any
     assert "livetune: replay: step 512: set learning_rate = 0.0005 (original v" in out.stdout
     assert "livetune: replay: made 1 of 1 change(s) again (exact: every change at its own " \
         "step)" in out.stdout
+    # --until: the replay stops at that step, with the changes applied up to it, and writes
+    # its final checkpoint there
+    final = json.loads((home / "runs" / "cli" / "checkpoints" / "final" / "live_values.json")
+                       .read_text())
+    assert final["num_timesteps"] == 600 and final["values"]["learning_rate"] == 5e-4
+    assert final["values"]["reward.hungry_thirsty"] == 0.0  # set to -0.5 after 600
     missing = subprocess.run([*command[:4], str(home / "nothing-here")], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 1
