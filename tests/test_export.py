@@ -68,7 +68,7 @@ def test_the_python_module_gives_sb3_schedules_by_step(tmp_path: Path) -> None:
     assert [lr(1.0 - s / 2048) for s in (0, 510, 512, 1024, 2048)] == [
         1e-3, 1e-3, 4e-4, 2e-4, 2e-4]
     linear = module.schedule("learning_rate", before=lambda p: p)  # the run's own, at first
-    assert (linear(0.75), linear(1.0 - 512 / 2048)) == (0.75, 4e-4)
+    assert (linear(0.9), linear(1.0 - 512 / 2048)) == (0.9, 4e-4)  # step 205, then 512
     assert module.FIRES == {"evaluate": [700]} and module.TOTAL_TIMESTEPS == 2048
 
 
