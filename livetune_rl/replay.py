@@ -227,8 +227,8 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
                                 "replayed")
                 continue
             if until is not None and event.step > until:
-                end_step = until
-                break
+                end_step = until  # left out, and so are the sets it would have taken
+                continue
             if event.applies in made_by_run:
                 continue
             changes.extend(_applied(event, pending, fires, warnings))

@@ -93,14 +93,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def ppo(home: Path) -> tuple[Path, Any, list[ChangeEvent]]:
     """PPO, 2 subprocess envs, served from a child process (what `livetune train` does)."""
-    config = TrainConfig(timesteps=1536, n_envs=2, vec="subproc", seed=3, run_name="ppo",
+    config = TrainConfig(timesteps=1024, n_envs=2, vec="subproc", seed=3, run_name="ppo",
                          runs_root=str(home / "runs"), bind="127.0.0.1:0", progress=False,
-                         eval_every=1024, eval_episodes=2)
+                         eval_every=1000, eval_episodes=2)
     return original_run(home / "runs", "ppo", config, [
         (300, {"learning_rate": 5e-4}),
         (610, {"reward.hungry_thirsty": -0.5}),
-        (900, "evaluate"),
-        (1100, {"learning_rate": 2e-4, "reward.scale": 2.0}),
+        (700, "evaluate"),
+        (800, {"learning_rate": 2e-4, "reward.scale": 2.0}),
     ])
 
 
@@ -244,22 +244,22 @@ def test_a_change_from_outside_makes_the_replay_a_new_branch(
     replaying = ReplayCallback(registry, original.plan)
     config = TrainConfig(**{**original.config.__dict__, "run_name": "branch",
                             "runs_root": str(home / "runs"), "bind": "127.0.0.1:0",
-                            "serve_process": False, "vec": "dummy", "timesteps": 1024})
+                            "serve_process": False, "vec": "dummy", "timesteps": 768})
     train(config, registry=registry,
-          callbacks=[replaying, SetAt(registry, 800, {"n_epochs": 3})])
-    # the changes the original applied before 802 are made; none after
+          callbacks=[replaying, SetAt(registry, 660, {"n_epochs": 3})])
+    # the changes the original applied before 662 are made; none after
     assert replaying.diverged is not None and replaying.diverged.source == "bob@elsewhere"
-    assert replaying.diverged_at == 802
-    assert replaying.replayed == sum(c.step < 802 for c in original.plan.changes) >= 1
+    assert replaying.diverged_at == 662
+    assert replaying.replayed == sum(c.step < 662 for c in original.plan.changes) >= 1
     journal = read_journal(home / "runs" / "branch" / "journal.jsonl")
     said = [e for e in journal if e.kind == "event" and e.name == REPLAY_EVENT
             and e.data.get("diverged")]
-    assert len(said) == 1 and said[0].step == 802 and said[0].data["name"] == "n_epochs"
+    assert len(said) == 1 and said[0].step == 662 and said[0].data["name"] == "n_epochs"
     made = [e for e in journal if e.kind in ("set", "fire") and e.source != "bob@elsewhere"]
     assert len(made) == replaying.replayed
     # livetune diff: the settings changed here, and the first change the branch does not share
     found = RunDiff.of(original, OriginalRun.read(home / "runs" / "branch"))
-    assert found.settings == {"timesteps": (1536, 1024), "vec": ("subproc", "dummy")}
+    assert found.settings == {"timesteps": (1024, 768), "vec": ("subproc", "dummy")}
     assert found.divergence is not None
     first_left_out = original.plan.changes[replaying.replayed]
     assert found.divergence.a == first_left_out
