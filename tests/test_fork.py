@@ -86,14 +86,21 @@ def test_a_fork_starts_from_the_checkpoint_and_replays_through_its_parent(
 
 def test_a_value_the_run_refuses_leaves_no_fork_behind(tmp_path: Path,
                                                         sub_env: dict[str, str]) -> None:
+    from livetune_rl.values import InvalidValueError
+
     root = tmp_path / "runs"
     train(TrainConfig(timesteps=128, n_envs=1, vec="dummy", run_name="p", runs_root=str(root),
                       bind="127.0.0.1:0", progress=False, serve_process=False, eval_every=0,
                       hyper={"n_steps": 64, "batch_size": 64}))
-    out = subprocess.run([str(LIVETUNE), "fork", str(root / "p"), "--from", "final", "--set",
-                          "n_epochs=0", "--run-name", "bad", "--no-progress",
-                          "--no-serve-process", "--bind", "127.0.0.1:0"],
-                         env=sub_env, text=True, capture_output=True, timeout=120)
-    assert out.returncode == 1, out.stderr[-2000:]
-    assert out.stderr.startswith("livetune: error: n_epochs") and "minimum" in out.stderr
+    with pytest.raises(InvalidValueError, match="n_epochs: 0 is below the minimum 1"):
+        fork(ForkConfig(str(root / "p"), "final", values={"n_epochs": "0"}, run_name="bad",
+                        bind="127.0.0.1:0", progress=False, serve_process=False))
     assert not (root / "bad").exists()
+    # the command: refused before anything is imported or made, in one line
+    out = subprocess.run([str(LIVETUNE), "fork", str(root / "p"), "--from", "step_9",
+                          "--set", "n_epochs=3"], env=sub_env, text=True, capture_output=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"livetune: error: step_9 is not a checkpoint of {root / 'p'} (expected model.zip and "
+        "live_values.json in it); its checkpoints: final"]
