@@ -195,7 +195,12 @@ def test_the_export_trains_the_same_model_without_livetune(
     assert differing_parameters(model, replayed.model) == []
 
 
-def test_dqn_replays_bit_for_bit(home: Path) -> None:
+def test_dqn_replayed_by_the_command_is_bit_for_bit(home: Path) -> None:
+    import subprocess
+    import sys
+
+    from stable_baselines3 import DQN
+
     config = TrainConfig(algo="dqn", timesteps=1000, n_envs=1, vec="dummy", seed=5,
                          run_name="dqn", runs_root=str(home / "runs"), bind="127.0.0.1:0",
                          progress=False, eval_every=0, eval_episodes=2, serve_process=False,
@@ -210,12 +215,26 @@ def test_dqn_replays_bit_for_bit(home: Path) -> None:
     ])
     assert len(evaluations(run_dir)) == 2
 
-    result = replay(ReplayConfig(str(run_dir), run_name="dqn-replay", bind="127.0.0.1:0",
-                                 progress=False, serve_process=False))
+    command = [sys.executable, "-m", "livetune_rl.cli", "replay", str(run_dir), "--run-name",
+               "dqn-replay", "--bind", "127.0.0.1:0", "--no-progress", "--no-serve-process"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
 
-    assert result.exact and result.replayed == len(sent)
-    assert differing_parameters(model, result.model) == []
-    assert evaluations(result.run_dir) == evaluations(run_dir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"livetune: replay of {run_dir}: 5 change(s) to make again" in out.stdout
+    (explore,) = [e for e in sent if e.name == "exploration_rate"]
+    (applied,) = [e for e in read_journal(run_dir / "journal.jsonl")
+                  if e.kind == "applied" and e.applies == explore.v]
+    assert (f"livetune: replay: step {applied.step}: set exploration_rate = 0.3 (original "
+            f"v{explore.v}, step {applied.step})") in out.stdout
+    assert "livetune: replay: made 5 of 5 change(s) again (exact: every change at its own " \
+        "step)" in out.stdout
+    replayed = DQN.load(home / "runs" / "dqn-replay" / "checkpoints" / "final" / "model.zip")
+    assert differing_parameters(model, replayed) == []
+    assert evaluations(home / "runs" / "dqn-replay") == evaluations(run_dir)
+    missing = subprocess.run([*command[:4], str(home / "nothing-here")], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1
+    assert "livetune: error: no config.json in" in missing.stderr
 
 
 # ------------------------------------------------------------------ divergence: a new branch
@@ -241,12 +260,15 @@ def test_a_change_from_outside_makes_the_replay_a_new_branch(
     run_dir, _, _ = ppo
     original = OriginalRun.read(run_dir)
     registry = Registry()
-    replaying = ReplayCallback(registry, original.plan)
+    replaying = ReplayCallback(registry, original.plan, until=700)
     config = TrainConfig(**{**original.config.__dict__, "run_name": "branch",
                             "runs_root": str(home / "runs"), "bind": "127.0.0.1:0",
                             "serve_process": False, "vec": "dummy", "timesteps": 768})
     train(config, registry=registry,
           callbacks=[replaying, SetAt(registry, 660, {"n_epochs": 3})])
+    # --until: learn() ends at that step; train() writes the final checkpoint there
+    final = home / "runs" / "branch" / "checkpoints" / "final" / "live_values.json"
+    assert json.loads(final.read_text())["num_timesteps"] == 700
     # the changes the original applied before 662 are made; none after
     assert replaying.diverged is not None and replaying.diverged.source == "bob@elsewhere"
     assert replaying.diverged_at == 662
@@ -263,7 +285,7 @@ def test_a_change_from_outside_makes_the_replay_a_new_branch(
     assert found.divergence is not None
     first_left_out = original.plan.changes[replaying.replayed]
     assert found.divergence.a == first_left_out
-    assert found.divergence.b is not None and found.divergence.b.name == "n_epochs"
+    assert found.divergence.b is None  # its n_epochs waited for the rollout end at 768
 
 
 # ------------------------------------------------------------------ bad input
@@ -367,32 +389,3 @@ def test_a_vision_run_or_a_missing_journal_is_refused(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"algo": "ppo"}))
     with pytest.raises(ReplayError, match="no journal at"):
         OriginalRun.read(tmp_path)
-
-
-# ------------------------------------------------------------------ the command
-def test_the_command_replays_and_says_how_exactly(ppo: tuple[Path, Any, list[Any]],
-                                                  home: Path) -> None:
-    import subprocess
-    import sys
-
-    run_dir, _, _ = ppo
-    command = [sys.executable, "-m", "livetune_rl.cli", "replay", str(run_dir), "--run-name",
-               "cli", "--until", "600", "--bind", "127.0.0.1:0", "--no-progress",
-               "--no-serve-process"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"livetune: replay of {run_dir}: 1 change(s) to make again, up to step 600" \
-        in out.stdout
-    assert "livetune: replay: step 512: set learning_rate = 0.0005 (original v" in out.stdout
-    assert "livetune: replay: made 1 of 1 change(s) again (exact: every change at its own " \
-        "step)" in out.stdout
-    # --until: the replay stops at that step, with the changes applied up to it, and writes
-    # its final checkpoint there
-    final = json.loads((home / "runs" / "cli" / "checkpoints" / "final" / "live_values.json")
-                       .read_text())
-    assert final["num_timesteps"] == 600 and final["values"]["learning_rate"] == 5e-4
-    assert final["values"]["reward.hungry_thirsty"] == 0.0  # set to -0.5 after 600
-    missing = subprocess.run([*command[:4], str(home / "nothing-here")], capture_output=True,
-                             text=True, timeout=60)
-    assert missing.returncode == 1
-    assert "livetune: error: no config.json in" in missing.stderr
