@@ -3,7 +3,8 @@
 Two facts: the training settings that differ (``config.json``, leaving out how a run was
 served: its name, address, token, pacing) and the first step at which their change
 histories diverge (the changes each run applied, compared as step, kind, name and value; the
-journal versions differ between runs and are not compared). A replay that nobody touched has
+journal versions differ between runs and are not compared). A fork's history is its
+parent's up to the fork point, then its own. A replay that nobody touched has
 no divergence from its original; a replay someone changed diverges where they did.
 
 Example::
@@ -64,6 +65,19 @@ def first_divergence(a: ReplayPlan, b: ReplayPlan) -> Divergence | None:
                       extra if longer is b.changes else None)
 
 
+def history(run: OriginalRun) -> ReplayPlan:
+    """The changes that made ``run``: for a fork, its parent's (as far as they made the
+    checkpoint it started from, :attr:`~livetune_rl.replay_cli.ForkLineage.parent_until`)
+    first, then its own.
+
+    :raises ReplayError: a fork whose parent cannot be read any more.
+    """
+    if run.fork is None:
+        return run.plan
+    parent = history(OriginalRun.read(run.fork.fork_of, until=run.fork.parent_until))
+    return ReplayPlan((*parent.changes, *run.plan.changes), parent.start_values, run.plan.source)
+
+
 @dataclass(frozen=True)
 class RunDiff:
     """How run B differs from run A.
@@ -82,7 +96,7 @@ class RunDiff:
         left, right = dataclasses.asdict(a.config), dataclasses.asdict(b.config)
         settings = {name: (left[name], right[name]) for name in left
                     if name not in SERVING and left[name] != right[name]}
-        return cls(settings, first_divergence(a.plan, b.plan))
+        return cls(settings, first_divergence(history(a), history(b)))
 
 
 def _change(change: Change | None) -> str:

@@ -84,6 +84,14 @@ class ForkLineage:
     step: int
     values: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def parent_until(self) -> int | None:
+        """How far the parent's changes made the fork's start: a checkpoint taken while the
+        parent trained (``step_N``, a fired one) was written at the env step ``N``, before
+        that step's rollout end, so up to ``N``; its ``final`` one after the last update, so
+        all of them (None)."""
+        return None if Path(self.checkpoint).name == "final" else self.step
+
     @classmethod
     def from_data(cls, data: Any) -> ForkLineage | None:
         """The lineage ``config.json`` holds (None: not a fork)."""
@@ -274,18 +282,14 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
 
 def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str,
                    root: Path) -> tuple[ReplayResult, Path]:
-    """Replay a fork's parent up to the fork's checkpoint; that replay and its checkpoint
-    there. A checkpoint taken while the parent trained (``step_N``, a fired one) was written
-    at the env step ``N``, before that step's rollout end: the parent is replayed until ``N``.
-    Its ``final`` checkpoint was written after the last update: the parent is replayed whole
-    (its own ``stop``, if it had one, is replayed too)."""
+    """Replay a fork's parent as far as it made the fork's checkpoint
+    (:attr:`ForkLineage.parent_until`; the parent's own ``stop``, if it had one, is replayed
+    too); that replay and its final checkpoint."""
     if config.until is not None and config.until <= fork.step:
         raise ReplayError(f"--until {config.until} is at or before step {fork.step}, where "
                           f"this run was forked from {fork.fork_of}: replay that run instead")
-    whole = Path(fork.checkpoint).name == "final"
     parent = replay(dataclasses.replace(config, run_dir=fork.fork_of, run_name=f"{name}-parent",
-                                        runs_root=str(root),
-                                        until=None if whole else fork.step))
+                                        runs_root=str(root), until=fork.parent_until))
     return parent, parent.run_dir / "checkpoints" / "final"
 
 

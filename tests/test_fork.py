@@ -13,6 +13,7 @@ import torch
 from conftest import LIVETUNE
 from stable_baselines3.common.callbacks import BaseCallback
 
+from livetune_rl.diff import RunDiff
 from livetune_rl.fork import ForkConfig, fork
 from livetune_rl.journal import read_journal
 from livetune_rl.replay import ReplayError
@@ -75,6 +76,14 @@ def test_a_fork_starts_from_the_checkpoint_and_replays_through_its_parent(
     again = json.loads((result.run_dir / "config.json").read_text())["lineage"]
     assert again["replay_of"] == str(run_dir.resolve())
     assert again["fork_of"] == str(result.parent.run_dir.resolve())
+
+    # livetune diff: a fork's history is its parent's up to the fork point, then its own
+    found = RunDiff.of(OriginalRun.read(parent), OriginalRun.read(run_dir))
+    assert found.divergence is not None and found.divergence.step == 256
+    assert found.divergence.a is None and found.divergence.b is not None
+    assert found.divergence.b.name == "reward.scale"
+    same = RunDiff.of(OriginalRun.read(run_dir), OriginalRun.read(result.run_dir))
+    assert same.divergence is None and set(same.settings) == {"resume"}
 
     with pytest.raises(ReplayError, match=r"nothing-like-it is not a checkpoint of .*; its "
                                           r"checkpoints: final, step_128"):
