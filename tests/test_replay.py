@@ -159,7 +159,7 @@ def test_the_export_trains_the_same_model_without_livetune(
 
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import SubprocVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv
 
     from livetune_rl.envs import DEFAULT_REWARD_WEIGHTS
     from livetune_rl.export import Export
@@ -179,10 +179,11 @@ def test_the_export_trains_the_same_model_without_livetune(
 
     config = original.config
     # the env livetune train made for this run: the same factory, weights (in their order:
-    # the wrapper sums in it), seeds and vec env class
+    # the wrapper sums in it) and seeds; in this process (DummyVecEnv steps the same envs the
+    # same way as the run's SubprocVecEnv, without starting processes)
     weights = {**DEFAULT_REWARD_WEIGHTS, **config.reward}
     venv = make_vec_env(_env_factory(config, weights), n_envs=config.n_envs, seed=config.seed,
-                        vec_env_cls=SubprocVecEnv)
+                        vec_env_cls=DummyVecEnv)
     torch.set_num_threads(config.threads)
     model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0,
                 **{**FAST_DEFAULTS["ppo"], **config.hyper,
