@@ -223,7 +223,8 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
             fires[event.v] = event
         elif event.kind == "applied":
             if event.step is None or event.applies is None:
-                warnings.append(f"v{event.v}: {event.name} was applied with no step; not "
+                warnings.append(f"v{event.v}: {event.name} was applied with no step or no "
+                                "version (a journal of another livetune version?); not "
                                 "replayed")
                 continue
             if until is not None and event.step > until:

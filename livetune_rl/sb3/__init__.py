@@ -24,7 +24,7 @@ from .checkpoint import Checkpointer, load_checkpoint, prune_checkpoints
 from .episodes import EpisodeTermsCallback
 from .evaluation import Evaluator
 from .knobs import KnobsCallback
-from .replay import ReplayCallback
+from .replay import ReplayCallback, StartValuesCallback
 from .reward import RewardCallback
 from .schedules import LiveSchedule, live_schedule
 from .serving import ServeCallback
@@ -43,6 +43,7 @@ __all__ = [
     "ReplayCallback",
     "RewardCallback",
     "ServeCallback",
+    "StartValuesCallback",
     "TriggersCallback",
     "knobs_for",
     "live_schedule",
