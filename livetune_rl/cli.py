@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .discovery import RunRecord
     from .fanout import Outcome
     from .journal import ChangeEvent
+    from .ray.directory import TrialEndpoint
     from .state import TriggerState, VariableState
 
 # The run commands only talk to a run: for them the parser is built without the training
@@ -181,6 +182,8 @@ def _parse_assignments(words: Sequence[str]) -> dict[str, str]:
 
 # ------------------------------------------------------------------------- commands
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.ray:
+        return _ray_runs_table(args)
     from . import discovery
 
     runs = discovery.list_runs()
@@ -198,9 +201,66 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_trials(args: argparse.Namespace) -> list[TrialEndpoint]:
+    """The live trials of the Ray cluster ``--ray`` names."""
+    try:
+        from .ray.directory import list_trials
+    except ImportError as exc:
+        raise LiveTuneError(f"--ray needs Ray ({exc}); install it with pip install "
+                            "'livetune_rl[ray]'") from None
+    try:
+        return list_trials(None if args.ray == "auto" else args.ray)
+    except ConnectionError as exc:
+        raise LiveTuneError(f"cannot reach the Ray cluster at {args.ray}: {exc}") from None
+
+
+def _ray_runs_table(args: argparse.Namespace) -> int:
+    trials = _ray_trials(args)
+    if args.json:
+        _print_json([{"run": t.run, "experiment": t.experiment, "trial_id": t.trial_id,
+                      "trial_name": t.trial_name, "node": t.node, "address": t.address,
+                      "pid": t.pid, "started": t.started, "journal": t.journal,
+                      "token_required": t.token_required} for t in trials])
+        return 0
+    if not trials:
+        print(f"no live trials in the Ray cluster at {args.ray}")
+        return 0
+    print(_table([[t.run, t.trial_id, t.node, t.address, str(t.pid),
+                   _duration(time.time() - t.started), "token" if t.token_required else ""]
+                  for t in trials], ["RUN", "TRIAL ID", "NODE", "ADDRESS", "PID", "UPTIME",
+                                     "AUTH"]))
+    return 0
+
+
+def _ray_matches(args: argparse.Namespace) -> list[RunRecord]:
+    """The trials ``--run`` names among the cluster's live trials: a glob over
+    ``EXPERIMENT/TRIAL``, or one experiment/trial name, trial name or trial id."""
+    from .fanout import is_pattern, matching_runs
+
+    trials = _ray_trials(args)
+    if args.run and is_pattern(args.run):
+        return matching_runs(args.run, [t.record() for t in trials])
+    if args.run:
+        found = [t for t in trials if args.run in (t.run, t.trial_name, t.trial_id)]
+    else:
+        found = trials if len(trials) == 1 else []
+    if not found:
+        known = ", ".join(t.run for t in trials) or "none"
+        what = f"named {args.run!r}" if args.run else "chosen: give --run (a name or a glob)"
+        raise LiveTuneError(f"no live trial {what} in the Ray cluster at {args.ray} "
+                            f"(live trials: {known})")
+    return [t.record() for t in found]
+
+
 def _client(args: argparse.Namespace, name: str | None = None,
             run: RunRecord | None = None) -> Any:
     """A client of the run the options name (or of the run ``run`` records, instead)."""
+    if run is None and args.ray and not args.addr:
+        found = _ray_matches(args)
+        if len(found) > 1:
+            raise UsageError(f"--run {args.run!r} matches {len(found)} trials; this command "
+                             "takes one (ls, set, fire and history take a glob)")
+        run = found[0]
     from .client import connect
     from .tokens import token_from
 
@@ -214,7 +274,11 @@ def _matched_runs(args: argparse.Namespace) -> list[RunRecord] | None:
     targets one run (no ``--run``, a plain name or pid, or an explicit ``--addr``)."""
     from .fanout import is_pattern
 
-    if args.addr or not args.run or not is_pattern(args.run):
+    if args.addr:
+        return None
+    if args.ray:
+        return _ray_matches(args)
+    if not args.run or not is_pattern(args.run):
         return None
     from . import discovery
     from .fanout import matching_runs
@@ -478,6 +542,11 @@ def _target_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     target.add_argument("--run", default=default(None),
                         help="name (or pid) of a live run; for ls, set, fire and history a "
                              "glob ('seed-*') targets every live run it matches")
+    target.add_argument("--ray", nargs="?", const="auto", default=default(None),
+                        metavar="ADDRESS",
+                        help="find the run among the live trials of a Ray cluster (ADDRESS: "
+                             "its GCS HOST:PORT or ray://...; alone: the local cluster); "
+                             "--run then names EXPERIMENT/TRIAL, a trial name or id, or a glob")
     target.add_argument("--token-file", default=default(None), metavar="FILE",
                         help="read the bearer token from FILE (yours, mode 0600 or 0400); "
                              "default: $LIVETUNE_TOKEN")
