@@ -152,3 +152,40 @@ def test_directory_rules() -> None:
     assert d.list() == []
     with pytest.raises(ValueError, match="unknown sb3_trainable settings \\['lr'\\]"):
         SB3TrialConfig.from_tune({"lr": 1.0})
+
+
+def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
+        cluster: str, tmp_path: Path) -> None:
+    from livetune_rl.ray.pbt import LivePBT
+
+    scheduler = LivePBT(time_attr="timesteps_total", metric="episode_reward_mean", mode="max",
+                        perturbation_interval=512, quantile_fraction=0.5,
+                        resample_probability=1.0,
+                        hyperparam_mutations={"learning_rate": [1e-4, 2e-3]})
+    tuner = tune.Tuner(
+        sb3_trainable,
+        param_space={"timesteps": 3072, "seed": tune.grid_search([1, 2]), "checkpoint": True,
+                     "report_every": 256, "heartbeat": 0.5,
+                     "algo_kwargs": {"n_steps": 128, "batch_size": 64, "n_epochs": 1}},
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=2),
+        run_config=tune.RunConfig(name="pbt", storage_path=str(tmp_path / "results"),
+                                  verbose=0))
+    grid = tuner.fit()
+    assert not grid.errors
+    assert scheduler.live_exploits >= 1 and scheduler.restored_exploits == 0
+    journals = [Path(r.path) / "journal.jsonl" for r in grid]
+    events = [e for journal in journals for e in iter_journal(journal)]
+    sets = [e for e in events if e.kind == "set" and e.name == "learning_rate"
+            and "pbt" in (e.source or "")]
+    assert sets and all(e.new in (1e-4, 2e-3) and e.step is not None for e in sets)
+    loads = [e for e in events if e.name == "pbt.exploit" and e.data.get("loaded")]
+    assert loads and all("checkpoint_" in e.data["loaded"] for e in loads)
+    for journal in journals:  # each fire loaded a checkpoint, but one the run ended before
+        trial = list(iter_journal(journal))
+        fired = [e for e in trial if e.name == "pbt.exploit" and e.kind == "fire"]
+        loaded = [e for e in trial if e.name == "pbt.exploit" and e.data.get("loaded")]
+        assert len(fired) - len(loaded) in (0, 1)
+        if len(fired) > len(loaded):
+            assert fired[-1].step is not None and fired[-1].step >= 3072 - 512
+    # the trial was not restarted: each trial's timesteps went on to the end, once
+    assert all(r.metrics["timesteps_total"] >= 3072 for r in grid)

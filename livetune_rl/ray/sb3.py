@@ -12,11 +12,15 @@ function trainable whose every trial is live (:func:`sb3_trainable`)::
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from ray import tune
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from ..env_ids import HUNGRY_THIRSTY_ID
@@ -33,22 +37,34 @@ class TuneReportCallback(BaseCallback):
     :param every: env steps between two reports (counted over all envs of the vector).
     :param extra: more numbers to report, each a function of the model (e.g. the learning
         rate in effect: ``{"lr": lambda m: m.policy.optimizer.param_groups[0]["lr"]}``).
+    :param checkpoint: also save the model (``model.zip``) with every report, as a Tune
+        checkpoint (what PBT copies from one trial to another and restores from).
     :param verbose: SB3's verbosity level.
     """
 
     def __init__(self, every: int = 2048, extra: dict[str, Any] | None = None,
-                 verbose: int = 0) -> None:
+                 checkpoint: bool = False, verbose: int = 0) -> None:
         super().__init__(verbose)
         if every <= 0:
             raise ValueError(f"every must be a positive number of env steps, not {every!r}")
         self.every = every
         self.extra = dict(extra or {})
+        self.checkpoint = checkpoint
         self._next = every
+
+    def _on_training_start(self) -> None:
+        self._next = self.num_timesteps + self.every  # a restored model goes on counting
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
             self._next = self.num_timesteps + self.every
-            tune.report(self.metrics())
+            if not self.checkpoint:
+                tune.report(self.metrics())
+                return True
+            with tempfile.TemporaryDirectory() as directory:
+                save_model(self.model, Path(directory))
+                tune.report(self.metrics(),
+                            checkpoint=tune.Checkpoint.from_directory(directory))
         return True
 
     def metrics(self) -> dict[str, float]:
@@ -61,6 +77,26 @@ class TuneReportCallback(BaseCallback):
         for name, read in self.extra.items():
             metrics[name] = float(read(self.model))
         return metrics
+
+
+MODEL_FILE = "model.zip"
+STEPS_FILE = "timesteps.json"
+EXPLOIT_TRIGGER = "pbt.exploit"
+EXPLOIT_CHECKPOINT = "pbt.checkpoint"
+
+
+def save_model(model: BaseAlgorithm, directory: Path) -> None:
+    """Write ``model`` as a trial checkpoint: ``model.zip`` (policy and optimizer) and the
+    env steps done so far."""
+    model.save(directory / MODEL_FILE)
+    (directory / STEPS_FILE).write_text(json.dumps({"num_timesteps": model.num_timesteps}))
+
+
+def load_model(model: BaseAlgorithm, directory: Path) -> None:
+    """Put a trial checkpoint's weights and optimizer state into ``model`` (its
+    hyperparameters stay those of ``model``) and go on counting from its env steps."""
+    model.set_parameters(str(directory / MODEL_FILE), exact_match=True, device=model.device)
+    model.num_timesteps = int(json.loads((directory / STEPS_FILE).read_text())["num_timesteps"])
 
 
 @dataclass(frozen=True)
@@ -76,6 +112,7 @@ class SB3TrialConfig:
     :param report_every: env steps between reports to Tune.
     :param bind: ``loopback`` or ``node`` (see :func:`~livetune_rl.ray.live_trial`).
     :param heartbeat: seconds between directory heartbeats.
+    :param checkpoint: save a Tune checkpoint with every report (PBT needs them).
     :param algo_kwargs: more keyword arguments of the algorithm (``n_steps``, ``gamma``...).
     """
 
@@ -88,6 +125,7 @@ class SB3TrialConfig:
     report_every: int = 2048
     bind: Literal["loopback", "node"] = "loopback"
     heartbeat: float = 2.0
+    checkpoint: bool = False
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -110,7 +148,7 @@ def sb3_trainable(config: dict[str, Any]) -> None:
     import stable_baselines3
     from stable_baselines3.common.env_util import make_vec_env
 
-    from ..registry import Registry
+    from ..registry import LiveVariable, Registry
     from ..sb3 import LiveTuneCallback
     from .trial import live_trial
 
@@ -125,7 +163,28 @@ def sb3_trainable(config: dict[str, Any]) -> None:
     env = make_vec_env(settings.env, n_envs=settings.n_envs, seed=settings.seed)
     model = algo("MlpPolicy", env, learning_rate=settings.learning_rate, seed=settings.seed,
                  device="cpu", **settings.algo_kwargs)
+    restored = tune.get_checkpoint()  # Tune restarts a trial from one (PBT's exploit does)
+    if restored is not None:
+        with restored.as_directory() as directory:
+            load_model(model, Path(directory))
+    live = LiveTuneCallback(registry, serve=False, reward=False)
+    # PBT through livetune (LivePBT): copy another trial's weights without a restart
+    checkpoint = LiveVariable(EXPLOIT_CHECKPOINT, "", registry=registry,
+                              help="trial checkpoint directory the next exploit loads")
+    live.add_trigger(EXPLOIT_TRIGGER, lambda owner: _exploit(owner.model, checkpoint.value),
+                     help="load the weights of the checkpoint pbt.checkpoint names")
     with live_trial(registry, bind=settings.bind, heartbeat=settings.heartbeat):
-        model.learn(settings.timesteps, callback=[
-            LiveTuneCallback(registry, serve=False, reward=False),
-            TuneReportCallback(every=settings.report_every)])
+        model.learn(max(0, settings.timesteps - model.num_timesteps), reset_num_timesteps=False,
+                    callback=[live, TuneReportCallback(every=settings.report_every,
+                                                       checkpoint=settings.checkpoint)])
+
+
+def _exploit(model: BaseAlgorithm, directory: str) -> dict[str, Any]:
+    """The ``pbt.exploit`` action: another trial's checkpoint loaded into this trial's model
+    (its step count is kept: this trial's own env steps go on counting)."""
+    if not directory:
+        raise ValueError(f"{EXPLOIT_CHECKPOINT} names no checkpoint directory: set it first")
+    steps = model.num_timesteps
+    load_model(model, Path(directory))
+    model.num_timesteps = steps
+    return {"loaded": directory}
