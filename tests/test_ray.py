@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -151,7 +152,7 @@ def test_directory_rules() -> None:
     d.remove("a")
     assert d.list() == []
     with pytest.raises(ValueError, match="unknown sb3_trainable settings \\['lr'\\]"):
-        SB3TrialConfig.from_tune({"lr": 1.0})
+        SB3TrialConfig.from_tune({"lr": 1.0}, frozenset({"clip_range"}))
 
 
 def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
@@ -189,3 +190,30 @@ def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
             assert fired[-1].step is not None and fired[-1].step >= 3072 - 512
     # the trial was not restarted: each trial's timesteps went on to the end, once
     assert all(r.metrics["timesteps_total"] >= 3072 for r in grid)
+
+
+def test_pbt_perturbs_from_the_value_a_person_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Human and PBT together: a person set the copied trial's learning rate live to 0.01
+    (Tune's config still says 3e-4); LivePBT's explore step starts from 0.01."""
+    from ray.tune.experiment import Trial
+
+    from livetune_rl.ray import pbt
+
+    scheduler = pbt.LivePBT(time_attr="timesteps_total", metric="r", mode="max",
+                            resample_probability=0.0, perturbation_factors=(2.0, 0.5),
+                            hyperparam_mutations={"learning_rate": tune.loguniform(1e-5, 0.1)})
+    top = Trial("sb3_trainable", config={"learning_rate": 3e-4, "seed": 1}, trial_id="top",
+                stub=True)
+    bottom = Trial("sb3_trainable", config={"learning_rate": 3e-4, "seed": 2},
+                   trial_id="bottom", stub=True)
+    endpoint = TrialEndpoint("e", "top", "top", "n", "127.0.0.1:1", 1, 0.0)
+    monkeypatch.setattr(pbt, "_endpoint", lambda trial: endpoint if trial is top else None)
+    monkeypatch.setattr(pbt.LivePBT, "_live_values",
+                        lambda self, e: {"learning_rate": 0.01, "clip_range": 0.2})
+    controller = SimpleNamespace(search_alg=None)  # the part of Tune's controller PBT reads
+    for trial in (top, bottom):
+        scheduler.on_trial_add(controller, trial)  # type: ignore[arg-type]
+    new_config, _ = scheduler._get_new_config(bottom, top)
+    assert new_config["learning_rate"] in (0.02, 0.005)  # 0.01 perturbed, not 3e-4
+    assert new_config["seed"] == 1 and "clip_range" not in new_config
+    assert top.config["learning_rate"] == 0.01  # Tune's record follows the live value

@@ -12,6 +12,7 @@ function trainable whose every trial is live (:func:`sb3_trainable`)::
 
 from __future__ import annotations
 
+import inspect
 import json
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -114,6 +115,8 @@ class SB3TrialConfig:
     :param heartbeat: seconds between directory heartbeats.
     :param checkpoint: save a Tune checkpoint with every report (PBT needs them).
     :param algo_kwargs: more keyword arguments of the algorithm (``n_steps``, ``gamma``...).
+    :param hyperparameters: keyword arguments of the algorithm given as top-level keys of
+        Tune's config (``clip_range``: what PBT perturbs), filled in by :meth:`from_tune`.
     """
 
     algo: str = "PPO"
@@ -127,16 +130,26 @@ class SB3TrialConfig:
     heartbeat: float = 2.0
     checkpoint: bool = False
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_tune(cls, config: dict[str, Any]) -> SB3TrialConfig:
-        """From Tune's config dict; an unknown key is an error naming the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
+    def from_tune(cls, config: dict[str, Any],
+                  algo_parameters: frozenset[str] = frozenset()) -> SB3TrialConfig:
+        """From Tune's config dict: keys that are not settings but are ``algo_parameters``
+        (the algorithm's keyword arguments) become :attr:`hyperparameters`; any other key
+        is an error naming the known ones.
+
+        >>> SB3TrialConfig.from_tune({"seed": 3, "clip_range": 0.1},
+        ...                          frozenset({"clip_range"})).hyperparameters
+        {'clip_range': 0.1}
+        """
+        known = {f.name for f in fields(cls)} - {"hyperparameters"}
+        unknown = sorted(set(config) - known - algo_parameters)
         if unknown:
             raise ValueError(f"unknown sb3_trainable settings {unknown}; known: "
-                             f"{sorted(known)}")
-        return cls(**config)
+                             f"{sorted(known)} and the algorithm's keyword arguments")
+        return cls(**{k: v for k, v in config.items() if k in known},
+                   hyperparameters={k: v for k, v in config.items() if k not in known})
 
 
 def sb3_trainable(config: dict[str, Any]) -> None:
@@ -152,17 +165,18 @@ def sb3_trainable(config: dict[str, Any]) -> None:
     from ..sb3 import LiveTuneCallback
     from .trial import live_trial
 
-    settings = SB3TrialConfig.from_tune(config)
+    algo = getattr(stable_baselines3, str(config.get("algo", "PPO")), None)
+    if not isinstance(algo, type):
+        raise ValueError(f"unknown SB3 algorithm {config.get('algo')!r}; use one of PPO, A2C, "
+                         "DQN, SAC, TD3")
+    parameters = frozenset(inspect.signature(algo).parameters) - {"policy", "env"}
+    settings = SB3TrialConfig.from_tune(config, parameters)
     if settings.env == HUNGRY_THIRSTY_ID:
         import livetune_rl.envs  # noqa: F401 - registers the env id
-    algo = getattr(stable_baselines3, settings.algo, None)
-    if algo is None:
-        raise ValueError(f"unknown SB3 algorithm {settings.algo!r}; use one of PPO, A2C, DQN, "
-                         "SAC, TD3")
     registry = Registry()
     env = make_vec_env(settings.env, n_envs=settings.n_envs, seed=settings.seed)
     model = algo("MlpPolicy", env, learning_rate=settings.learning_rate, seed=settings.seed,
-                 device="cpu", **settings.algo_kwargs)
+                 device="cpu", **{**settings.algo_kwargs, **settings.hyperparameters})
     restored = tune.get_checkpoint()  # Tune restarts a trial from one (PBT's exploit does)
     if restored is not None:
         with restored.as_directory() as directory:
