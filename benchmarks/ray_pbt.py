@@ -10,10 +10,11 @@ Per arm it prints:
 
 * **exploits**: PBT's exploit-and-explore steps, and how many were carried out live;
 * **wall time per mutation**: from PBT's decision to the trial training again with the new
-  weights. For Ray's PBT: the decision to the trial's next ``start`` journal record (written
-  when the restarted trial serves again, after its model is rebuilt and the checkpoint
-  loaded). For LivePBT: the decision to the ``pbt.exploit`` event of the trial's journal
-  (written when the weights are loaded at the next env step);
+  weights: to whichever comes first in the trial's journal, the ``pbt.exploit`` event (the
+  weights loaded live at the next env step: LivePBT) or the next ``start`` record (written
+  when a restarted trial serves again, after its model is rebuilt and the checkpoint loaded:
+  Ray's PBT, and LivePBT when Tune pauses the trial before it handled the fire, as PBT does
+  to give a pending trial its turn). The count of each is printed;
 * **trial-steps per hour**: env steps summed over all trials, per hour of wall time.
 
 Run::
@@ -65,6 +66,8 @@ class ArmResult:
     exploits: int = 0
     live: int = 0
     mutation_seconds: list[float] = field(default_factory=list)
+    loaded_live: int = 0
+    restarted: int = 0
     steps: float = 0.0
     seconds: float = 0.0
 
@@ -92,12 +95,15 @@ def run_arm(live: bool, seconds: float, storage: Path, name: str) -> ArmResult:
     result.steps = sum(r.metrics.get("timesteps_total", 0) for r in grid)
     journals = {r.metrics.get("trial_id"): Path(r.path) / "journal.jsonl" for r in grid}
     for trial_id, decided in decisions.times:
-        events = [e for e in iter_journal(journals[trial_id]) if e.t >= decided]
-        wanted = ((lambda e: e.name == "pbt.exploit" and e.data.get("loaded")) if live
-                  else (lambda e: e.kind == "start"))
-        done = next((e.t for e in events if wanted(e)), None)
-        if done is not None:  # an exploit decided as the budget ran out may never finish
-            result.mutation_seconds.append(done - decided)
+        done = next((e for e in iter_journal(journals[trial_id]) if e.t >= decided and (
+            e.kind == "start" or (e.name == "pbt.exploit" and e.data.get("loaded")))), None)
+        if done is None:  # an exploit decided as the budget ran out may never finish
+            continue
+        result.mutation_seconds.append(done.t - decided)
+        if done.kind == "start":
+            result.restarted += 1
+        else:
+            result.loaded_live += 1
     return result
 
 
@@ -113,16 +119,18 @@ def main() -> int:
             for arm in ("Ray PBT", "LivePBT"):
                 r = run_arm(arm == "LivePBT", args.seconds, Path(storage), f"r{n}-{arm[:3]}")
                 results[arm].append(r)
-                print(f"round {n + 1} {arm}: {r.exploits} exploits ({r.live} live), "
-                      f"{r.steps:.0f} trial-steps in {r.seconds:.0f} s, per mutation "
-                      f"{statistics.median(r.mutation_seconds) if r.mutation_seconds else 0:.3f}"
-                      " s (median)", flush=True)
+                per = (f"{statistics.median(r.mutation_seconds):.3f} s" if r.mutation_seconds
+                       else "-")
+                print(f"round {n + 1} {arm}: {r.exploits} exploits ({r.live} set live; "
+                      f"training again: {r.loaded_live} by a live load, {r.restarted} by a "
+                      f"restart), {r.steps:.0f} trial-steps in {r.seconds:.0f} s, per "
+                      f"mutation {per} (median)", flush=True)
     ray.shutdown()
     print(f"\n4 trials of PPO on CartPole-v1, 2 CPUs, {args.rounds} rounds of "
           f"{args.seconds:.0f} s per arm")
-    print("| arm | exploits (live) | wall time per mutation, median [min, max] s | "
-          "trial-steps per hour |")
-    print("|---|---|---|---|")
+    print("| arm | exploits (set live) | training again by live load / restart | "
+          "wall time per mutation, median [min, max] s | trial-steps per hour |")
+    print("|---|---|---|---|---|")
     for arm, rounds in results.items():
         mutations = [s for r in rounds for s in r.mutation_seconds]
         steps = sum(r.steps for r in rounds)
@@ -130,6 +138,7 @@ def main() -> int:
         spread = (f"{statistics.median(mutations):.3f} [{min(mutations):.3f}, "
                   f"{max(mutations):.3f}] (n={len(mutations)})" if mutations else "-")
         print(f"| {arm} | {sum(r.exploits for r in rounds)} ({sum(r.live for r in rounds)}) | "
+              f"{sum(r.loaded_live for r in rounds)} / {sum(r.restarted for r in rounds)} | "
               f"{spread} | {steps / hours:,.0f} |")
     return 0
 

@@ -32,12 +32,14 @@ checkpoint is not a local directory, or the trial refuses the change. Use it lik
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ray.train._internal.session import _TrainingResult
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pbt import _filter_mutated_params_from_config, _make_experiment_tag
@@ -121,6 +123,11 @@ class LivePBT(PopulationBasedTraining):
         trial.set_experiment_tag(_make_experiment_tag(state.orig_tag, new_config,
                                                       self._hyperparam_mutations))
         trial.set_config(new_config)
+        # Should Tune pause and restore this trial before it reports a checkpoint of its own
+        # (PBT pauses a trial to let a pending one run), it restores the weights just loaded
+        # live, not its older checkpoint: Tune's own PBT records the copied checkpoint so.
+        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=copy.copy(checkpoint), metrics=clone_state.last_result)
         self._num_perturbations += 1
         state.last_perturbation_time = clone_state.last_perturbation_time
         state.last_train_time = clone_state.last_train_time
