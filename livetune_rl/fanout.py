@@ -3,8 +3,8 @@
 ``livetune set --run 'seed-*' learning_rate=1e-4`` sets the value in every live run of this
 user whose name matches ``seed-*``. Each run gets one call of its own, so a set is atomic
 within each run (all its assignments or none) but not across runs: one run may refuse what
-another accepts, and each answer is reported with its run. The calls run in a few threads,
-so ten runs take about as long as the slowest one.
+another accepts, and each answer is reported with its run. Up to eight calls are in flight
+at once (threads), so the runs are called side by side rather than one after another.
 
 Example::
 
