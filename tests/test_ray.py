@@ -217,3 +217,33 @@ def test_pbt_perturbs_from_the_value_a_person_set(monkeypatch: pytest.MonkeyPatc
     assert new_config["learning_rate"] in (0.02, 0.005)  # 0.01 perturbed, not 3e-4
     assert new_config["seed"] == 1 and "clip_range" not in new_config
     assert top.config["learning_rate"] == 0.01  # Tune's record follows the live value
+
+
+def test_pbt_says_why_an_exploit_cannot_be_live(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """LivePBT hands an exploit to Tune's pause and restore, naming why, when the trial is
+    not in the directory or the checkpoint to copy is not a local directory."""
+    from ray.tune.experiment import Trial
+
+    from livetune_rl.ray import pbt
+
+    scheduler = pbt.LivePBT(time_attr="timesteps_total", metric="r", mode="max",
+                            hyperparam_mutations={"learning_rate": [1e-4, 1e-3]})
+    top = Trial("sb3_trainable", config={"learning_rate": 1e-4}, trial_id="top", stub=True)
+    bottom = Trial("sb3_trainable", config={"learning_rate": 1e-3}, trial_id="bottom",
+                   stub=True)
+    controller = SimpleNamespace(search_alg=None)
+    for trial in (top, bottom):
+        scheduler.on_trial_add(controller, trial)  # type: ignore[arg-type]
+    monkeypatch.setattr(pbt, "_endpoint", lambda trial: None)
+    assert scheduler._exploit_live(bottom, top) == (
+        "trial bottom is not in the cluster's livetune directory")
+    endpoint = TrialEndpoint("e", "bottom", "bottom", "n", "127.0.0.1:1", 1, 0.0)
+    monkeypatch.setattr(pbt, "_endpoint", lambda trial: endpoint)
+    scheduler._trial_state[top].last_checkpoint = SimpleNamespace(path="s3://bucket/ckpt")
+    assert scheduler._exploit_live(bottom, top) == (
+        "the checkpoint of trial top is not a local directory")
+    scheduler._trial_state[top].last_checkpoint = SimpleNamespace(path=str(tmp_path))
+    reason = scheduler._exploit_live(bottom, top)  # nobody serves 127.0.0.1:1
+    assert reason is not None and reason.startswith("trial bottom refused the change")
+    assert bottom.config["learning_rate"] == 1e-3  # Tune's record untouched
