@@ -211,7 +211,8 @@ function buildControl(run, v) {
   } else {
     const field = el("input", {type: "text", class: "field", inputmode: "decimal",
       "aria-label": v.name, spellcheck: "false",
-      onchange: e => { stage(e.target.value.trim()); syncSlider(); }});
+      onchange: e => { stage(e.target.value.trim()); syncSlider(); },
+      onkeydown: e => { if (e.key === "Enter") { stage(e.target.value.trim()); syncSlider(); } }});
     if (c.kind === "log" || c.kind === "linear") {
       const isInt = v.type === "int";
       const range = c.kind === "log"
