@@ -322,6 +322,7 @@ class Hub:
         self.ended: dict[str, EndedRun] = {}
         self._queues: set[asyncio.Queue[Message | None]] = set()
         self._listed: list[RunSummary] = []
+        self._lock = threading.Lock()  # refresh() runs in a worker thread, readers in the loop
 
     # ------------------------------------------------------------ runs
     def _wanted(self, record: discovery.RunRecord) -> bool:
@@ -330,14 +331,16 @@ class Hub:
 
     def refresh(self) -> None:
         """Start following runs that started; list ended journals (blocking: file reads)."""
-        for record in discovery.list_runs():
-            if self._wanted(record) and run_id(record) not in self.links:
-                self.links[run_id(record)] = RunLink(record, self.config, self.publish)
-        live_journals = {str(Path(link.record.journal).resolve())
-                         for link in self.links.values() if link.record.journal}
-        self.ended = {e.summary.id: e for e in ended_journals(
-            Path(self.config.runs_root), self.config.runs)
-            if str(e.path.resolve()) not in live_journals}
+        records = [r for r in discovery.list_runs() if self._wanted(r)]
+        journals = list(ended_journals(Path(self.config.runs_root), self.config.runs))
+        with self._lock:
+            for record in records:
+                if run_id(record) not in self.links:
+                    self.links[run_id(record)] = RunLink(record, self.config, self.publish)
+            live_journals = {str(Path(link.record.journal).resolve())
+                             for link in self.links.values() if link.record.journal}
+            self.ended = {e.summary.id: e for e in journals
+                          if str(e.path.resolve()) not in live_journals}
         listed = self.summaries()
         if listed != self._listed:
             self._listed = listed
@@ -346,16 +349,25 @@ class Hub:
     def summaries(self) -> list[RunSummary]:
         """Live runs (oldest first), then runs that ended while the panel watched them, then
         ended runs from journals (newest first)."""
-        links = sorted(self.links.values(), key=lambda link: link.record.started)
+        with self._lock:
+            links = sorted(self.links.values(), key=lambda link: link.record.started)
+            ended = list(self.ended.values())
         return ([link.summary() for link in links if link.live]
                 + [link.summary() for link in links if not link.live]
-                + [e.summary for e in self.ended.values()])
+                + [e.summary for e in ended])
 
     def link(self, run: str) -> RunLink | None:
-        return self.links.get(run)
+        with self._lock:
+            return self.links.get(run)
+
+    def ended_run(self, run: str) -> EndedRun | None:
+        with self._lock:
+            return self.ended.get(run)
 
     def stop(self) -> None:
-        for link in self.links.values():
+        with self._lock:
+            links = list(self.links.values())
+        for link in links:
             link.stop()
 
     # ------------------------------------------------------------ pages
@@ -379,7 +391,9 @@ class Hub:
         queue: asyncio.Queue[Message | None] = asyncio.Queue(QUEUE)
         self._queues.add(queue)
         first = [Message("runs", None, [asdict(s) for s in self.summaries()])]
-        for link in self.links.values():
+        with self._lock:
+            links = list(self.links.values())
+        for link in links:
             first.extend(link.messages())
         return queue, first
 

@@ -182,12 +182,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
 async def journal(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     run = request.match_info["run"]
-    link = hub.link(run)
+    link, ended = hub.link(run), hub.ended_run(run)
     events: list[ChangeEvent]
     if link is not None:
         events = link.events()
-    elif run in hub.ended:
-        events = await asyncio.get_running_loop().run_in_executor(None, hub.ended[run].events)
+    elif ended is not None:
+        events = await asyncio.get_running_loop().run_in_executor(None, ended.events)
     else:
         return _error(f"no run with id {run!r} in this panel (GET /api/runs lists them)",
                       "NOT_FOUND")
@@ -209,11 +209,11 @@ async def _body(request: web.Request) -> Any:
 
 
 def _live_link(hub: Hub, run: str) -> RunLink:
-    link = hub.link(run)
+    link, ended = hub.link(run), hub.ended_run(run)
     if link is None:
-        if run in hub.ended:
-            raise RequestError(f"the run {hub.ended[run].summary.name!r} has ended: its "
-                               "journal is read-only", "FAILED_PRECONDITION")
+        if ended is not None:
+            raise RequestError(f"the run {ended.summary.name!r} has ended: its journal is "
+                               "read-only", "FAILED_PRECONDITION")
         raise RequestError(f"no live run with id {run!r} in this panel (GET /api/runs lists "
                            "them)", "NOT_FOUND")
     if not link.live:

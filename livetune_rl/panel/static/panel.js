@@ -108,6 +108,7 @@ async function loadJournal(run) {
   if (!reply.ok) { run.status = `cannot read the journal (${reply.status})`; drawRun(run);
                    return; }
   addEvents(run, (await reply.json()).events, true);
+  drawRun(run);
 }
 
 // ------------------------------------------------------------------ one run's column
@@ -501,6 +502,9 @@ function curves(run) {  // chart key -> {title, log, stepped, series: Map(label 
     if (!prev || t - prev[0] >= 0.5) prev = [t, step];
   }
   const vars = new Map((run.state ? run.state.variables : []).map(v => [v.name, v]));
+  // the variables' names: from the state, or (an ended run) those its journal sets
+  const setNames = new Set(run.events.filter(e => e.kind === "set").map(e => e.name));
+  const isVar = name => run.state ? vars.has(name) : setNames.has(name);
   const start = new Map();
   let lastStep = 0;
   for (const e of run.events) {
@@ -520,8 +524,9 @@ function curves(run) {  // chart key -> {title, log, stepped, series: Map(label 
       }
     } else if (e.kind === "start" && e.data && e.data.values) {
       for (const [k, value] of Object.entries(e.data.values)) start.set(k, [x, value]);
-    } else if ((e.kind === "applied" || (e.kind === "set" && !(vars.get(e.name) || {}).deferred))
-               && typeof e.new === "number") {
+    } else if (typeof e.new === "number" && isVar(e.name) &&
+               (run.state ? (vars.get(e.name).deferred ? e.kind === "applied" : e.kind === "set")
+                          : e.kind === "set")) {
       const v = vars.get(e.name);
       if (!charts.has(`knob:${e.name}`) && start.has(e.name)) {
         const [x0, y0] = start.get(e.name);
