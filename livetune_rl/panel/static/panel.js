@@ -318,9 +318,19 @@ function drawTriggers(run) {
     }
     item.button.disabled = !run.live;
     const handled = t.pending ? `${t.pending} pending` : `handled ${t.handled}`;
+    const last = lastHandled(run, t.name);
     $(".count", item.node).textContent =
-      `fired ${t.fires} · ${handled}` + (t.last_fired ? ` · ${ago(t.last_fired)}` : "");
+      `fired ${t.fires} · ${handled}` + (t.last_fired ? ` · last fired ${ago(t.last_fired)}` : "")
+      + (last && last.step !== null ? ` · handled at step ${last.step}` : "");
   }
+}
+
+function lastHandled(run, name) {  // the newest `applied` record of a trigger
+  for (let i = run.events.length - 1; i >= 0; i--) {
+    const e = run.events[i];
+    if (e.kind === "applied" && e.name === name) return e;
+  }
+  return null;
 }
 
 // ------------------------------------------------------------------ staging and applying
