@@ -112,8 +112,9 @@ async def guard_requests(request: web.Request, handler: Handler) -> web.StreamRe
                           "UNAUTHENTICATED", login=True)
         raise web.HTTPSeeOther("/login")
     response = await handler(request)
-    for key, value in HEADERS.items():
-        response.headers.setdefault(key, value)
+    if not response.prepared:  # the event stream sent its headers (these among them) already
+        for key, value in HEADERS.items():
+            response.headers.setdefault(key, value)
     return response
 
 
