@@ -35,6 +35,7 @@ import contextlib
 import errno
 import json
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -311,22 +312,13 @@ async def serve_panel(config: PanelConfig, *, started: Callable[[str], None] | N
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
+    sock = _listen(config)
+    port = sock.getsockname()[1]
     hub = Hub(config, loop)
-    app = make_app(config, hub)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(make_app(config, hub, port), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.bind, config.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PanelConfigError(f"port {config.port} on {config.bind} is in use: pick "
-                                       "another --port (0: any free port)") from None
-            raise PanelConfigError(f"cannot listen on {config.bind}:{config.port}: "
-                                   f"{exc.strerror or exc}") from None
-        port = runner.addresses[0][1]
-        app[GUARD] = Guard(config.token, port, config.loopback, config.bind)
+        await web.SockSite(runner, sock).start()
         host = f"[{config.bind}]" if ":" in config.bind else config.bind
         if host in ("0.0.0.0", "[::]"):
             host = "127.0.0.1"
@@ -343,6 +335,25 @@ async def serve_panel(config: PanelConfig, *, started: Callable[[str], None] | N
         hub.stop()
         hub.close_pages()
         await runner.cleanup()
+
+
+def _listen(config: PanelConfig) -> socket.socket:
+    """The panel's listening socket (bound first, so the port is known: ``--port 0``)."""
+    family = socket.AF_INET6 if ":" in config.bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.bind, config.port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PanelConfigError(f"port {config.port} on {config.bind} is in use: pick "
+                                   "another --port (0: any free port)") from None
+        raise PanelConfigError(f"cannot listen on {config.bind}:{config.port}: "
+                               f"{exc.strerror or exc}") from None
+    return sock
 
 
 async def _refresh(hub: Hub) -> None:
