@@ -257,18 +257,22 @@ def test_a_curve_gets_points_and_a_change_marker_with_a_tooltip(stack: Stack,
     expect(knob).to_have_attribute("data-points", re.compile(r"^([3-9]|\d\d)"))
     expect(charts.locator('[data-chart="steps"]')).to_have_attribute(
         "data-points", re.compile(r"^[1-9]"))
-    # hover along the learning-rate curve until the change marker's tooltip shows
+    page.screenshot(path=str(ARTIFACTS / "panel-train-run.png"), full_page=True)
+    # hover along the learning-rate curve until the change marker's tooltip shows (uPlot
+    # moves its cursor at the next animation frame: each position is given a moment)
     over = knob.locator(".u-over")
+    over.scroll_into_view_if_needed()
     box = over.bounding_box()
     tip = page.locator("#tooltip")
-    for x in range(0, int(box["width"]), 3):
+    for x in range(0, int(box["width"]), 2):
         page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(15)
         if tip.is_visible():
             break
     expect(tip).to_be_visible()
     expect(tip).to_contain_text("learning_rate 0.001 →")
     expect(tip).to_contain_text("by livetune-panel")
-    page.screenshot(path=str(ARTIFACTS / "panel-train-run.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "panel-tooltip.png"), full_page=True)
 
 
 def test_the_journal_timeline_filters(stack: Stack, page: Any) -> None:

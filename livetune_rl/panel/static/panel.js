@@ -200,12 +200,14 @@ function buildControl(run, v) {
   const c = v.control;
   const stage = text => stageValue(run, v.name, text);
   const wrap = el("div", {class: `control ${c.kind}`});
+  const inputs = el("div", {class: "inputs"});
+  wrap.append(inputs);
   if (c.kind === "select") {
     const select = el("select", {"aria-label": v.name, onchange: e => stage(e.target.value)},
       ...v.choices.map(ch => el("option", {value: fmt(ch), text: fmt(ch)})));
-    wrap.append(select);
+    inputs.append(select);
   } else if (c.kind === "switch") {
-    wrap.append(el("label", {class: "switch"},
+    inputs.append(el("label", {class: "switch"},
       el("input", {type: "checkbox", role: "switch", "aria-label": v.name,
                    onchange: e => stage(e.target.checked ? "true" : "false")}),
       el("span", {class: "knob"})));
@@ -222,10 +224,10 @@ function buildControl(run, v) {
       const slider = el("input", {type: "range", class: "slider", ...range,
         "aria-label": `${v.name} (${c.kind === "log" ? "log scale" : "linear"})`,
         oninput: e => { field.value = fromSlider(c, e.target.value, isInt); stage(field.value); }});
-      wrap.append(slider);
+      inputs.append(slider);
       wrap.syncSlider = () => { const p = toSlider(c, field.value); if (p !== null) slider.value = p; };
     }
-    wrap.append(field);
+    inputs.append(field);
     if (c.kind === "text") field.removeAttribute("inputmode");
   }
   function syncSlider() { if (wrap.syncSlider) wrap.syncSlider(); }
@@ -523,7 +525,7 @@ function curves(run) {  // chart key -> {title, log, stepped, series: Map(label 
     if (e.kind === "event" && e.data && !e.data.error && e.name !== "checkpoint" &&
         e.name !== "revert") {
       for (const [key, value] of Object.entries(e.data)) {
-        if (key === "total_timesteps" || key.startsWith("std_")) continue;
+        if (key === "total_timesteps" || key === "episodes" || key.startsWith("std_")) continue;
         add(`${e.name}:${key}`, `${e.name}: ${key}`, key, x, value);
       }
       const episodes = e.data.train_episodes || {};
@@ -589,6 +591,11 @@ function aligned(series) {  // uPlot data: one x array, one y array per series (
   return data;
 }
 
+function tick(value) {  // an axis label: three significant digits (a log axis within a decade)
+  if (value === null || value === undefined) return "";
+  return Math.abs(value) >= 1e4 ? value.toExponential(1) : String(Number(value.toPrecision(3)));
+}
+
 function markerPlugin(run) {
   return {hooks: {draw: [u => {
     const ctx = u.ctx;
@@ -645,7 +652,7 @@ function drawCurves(run) {
       const plot = new uPlot({
         title: chart.title, width, height: 170, plugins: [markerPlugin(run)],
         scales: {x: {time: false}, y: chart.log ? {distr: 3} : {}},
-        axes: [{label: "step", size: 36}, {size: 56}],
+        axes: [{label: "step", size: 36}, {size: 60, values: (u, ticks) => ticks.map(tick)}],
         series, legend: {live: true},
       }, data, node);
       held = {plot, node, labels, width};
