@@ -241,8 +241,11 @@ def test_a_refused_value_shows_the_run_s_message_beside_its_control(stack: Stack
     expect(page.locator("#apply-result")).to_contain_text("INVALID_ARGUMENT")
     with lt.connect(stack.address(RUN)) as client:
         assert client.get("n_epochs").value == 2
+    page.screenshot(path=str(ARTIFACTS / "panel-refused.png"), full_page=True)
     page.click("#discard")
     expect(page.locator("#staged")).to_be_hidden()
+    expect(epochs.locator(".error")).to_be_empty()
+    expect(epochs.locator(".field")).to_have_value("2")
 
 
 def test_a_curve_gets_points_and_a_change_marker_with_a_tooltip(stack: Stack,

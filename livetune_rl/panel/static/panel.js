@@ -706,8 +706,9 @@ function drawJournal(run) {
 document.addEventListener("DOMContentLoaded", () => {
   $("#apply").addEventListener("click", apply);
   $("#discard").addEventListener("click", () => {
-    staged.clear(); targets.clear(); $("#apply-result").textContent = ""; drawStaged();
-    refreshAll();
+    staged.clear(); targets.clear(); $("#apply-result").textContent = "";
+    for (const node of document.querySelectorAll("table.vars .error")) node.textContent = "";
+    drawStaged(); refreshAll();
   });
   window.addEventListener("resize", () => { for (const run of runs.values()) scheduleRedraw(run); });
   connect();
