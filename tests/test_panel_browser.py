@@ -106,12 +106,21 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def browser_path() -> str:
+    return chromium()
+
+
+@pytest.fixture(scope="module")
+def stack(browser_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("panel-e2e")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVETUNE_")}
     env.update(LIVETUNE_HOME=str(base / "home"), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                NO_PROXY="*", no_proxy="*")
     runs_root = base / "runs"
+    old = lt.Registry(journal=runs_root / "old-run" / "journal.jsonl")  # an ended run
+    lt.LiveVariable("learning_rate", 0.01, registry=old)
+    old.set({"learning_rate": 0.02}, source="an earlier session")
+    old.journal.close()  # type: ignore[union-attr]
 
     def start(*args: str) -> Proc:
         return Proc(subprocess.Popen([*LIVETUNE, *args], stdout=subprocess.PIPE,
@@ -143,8 +152,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def page(stack: Stack) -> Iterator[Any]:
-    executable = chromium()
+def page(stack: Stack, browser_path: str) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -153,7 +161,7 @@ def page(stack: Stack) -> Iterator[Any]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable,
+            executable_path=browser_path,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         context = browser.new_context(viewport={"width": 1600, "height": 1200})
         tab = context.new_page()
@@ -315,6 +323,29 @@ def test_one_set_to_a_chosen_subset_of_runs_side_by_side(stack: Stack, page: Any
     assert values[RUN] != 0.3
     expect(row(page, "demo-b", "learning_rate").locator(".value")).to_have_text("0.3")
     page.screenshot(path=str(ARTIFACTS / "panel-side-by-side.png"), full_page=True)
+
+
+def test_undo_sets_the_last_set_back(stack: Stack, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    col = column(page, "demo-a")
+    col.locator("button.undo").click()
+    expect(col.locator(".undo-result")).to_have_text("undone: learning_rate 0.3 → 0.05")
+    expect(row(page, "demo-a", "learning_rate").locator(".value")).to_have_text("0.05")
+    with lt.connect(stack.address("demo-b")) as client:
+        assert client.get("learning_rate").value == 0.3  # only demo-a's set was undone
+
+
+def test_an_ended_run_is_shown_read_only_from_its_journal(stack: Stack, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.locator('#run-list input[data-run^="journal-"]').check()
+    col = page.locator('section.run:has(h2:text("old-run"))')
+    expect(col.locator("h2 .status")).to_have_text("ended: read-only")
+    expect(col.locator('tr[data-var="learning_rate"] .value')).to_have_text("0.02")
+    expect(col.locator("table.journal tbody tr")).to_have_count(2)
+    expect(col.locator("table.journal")).to_contain_text("an earlier session")
+    page.locator('#run-list input[data-run^="journal-"]').uncheck()
 
 
 def test_stop_ends_the_run_and_its_column_turns_read_only(stack: Stack, page: Any) -> None:
