@@ -153,6 +153,11 @@ def main() -> int:
         print(f"{name:<16} {pct(to_set, 50):>15.1f} {pct(to_set, 90):>7.1f} "
               f"{pct(to_applied, 50):>19.1f} {pct(to_applied, 90):>7.1f} "
               f"{min(to_applied):>7.1f} {max(to_applied):>7.1f}")
+    stepped = [e for e in journal if e.kind == "applied" and e.step is not None]
+    if len(stepped) >= 2 and stepped[-1].t > stepped[0].t:
+        rate = (stepped[-1].step - stepped[0].step) / (stepped[-1].t - stepped[0].t)
+        print(f"the training loop ran at {rate:.0f} steps/s meanwhile: a 128-step rollout "
+              f"every {128 / rate * 1000:.0f} ms (the learning rate's safe point)")
     shutil.rmtree(base, ignore_errors=True)
     return 0
 

@@ -126,7 +126,7 @@ function buildColumn(run) {
     el("div", {class: "meta"}),
     el("h3", {text: "Variables"}),
     el("table", {class: "vars"}, el("thead", {}, el("tr", {},
-      ...["name", "control", "value", "version", "status"].map(h => el("th", {text: h})))),
+      ...["name", "control", "value · version", "status"].map(h => el("th", {text: h})))),
       el("tbody")),
     el("h3", {text: "Triggers"}),
     el("div", {class: "triggers"}),
@@ -267,8 +267,9 @@ function drawVariables(run) {
     for (const v of run.state.variables) {
       const control = buildControl(run, v);
       const row = el("tr", {"data-var": v.name, title: v.help || undefined},
-        el("td", {class: "name"}, v.name), el("td", {}, control), el("td", {class: "value"}),
-        el("td", {class: "version"}), el("td", {class: "vstatus"}));
+        el("td", {class: "name"}, v.name), el("td", {}, control),
+        el("td", {}, el("span", {class: "value"}), " ", el("span", {class: "version"})),
+        el("td", {class: "vstatus"}));
       body.append(row);
       run.rows.set(v.name, {row, control, shown: undefined});
     }
@@ -302,7 +303,8 @@ function drawJournalValues(run) {  // an ended run without state: the values its
   }
   body.replaceChildren(...[...values.entries()].sort().map(([name, x]) => el("tr",
     {"data-var": name}, el("td", {class: "name"}, name), el("td", {text: "read-only"}),
-    el("td", {class: "value", text: fmt(x.value)}), el("td", {text: `v${x.v}`}),
+    el("td", {}, el("span", {class: "value", text: fmt(x.value)}), " ",
+       el("span", {class: "version", text: `v${x.v}`})),
     el("td", {text: "from the journal"}))));
 }
 
