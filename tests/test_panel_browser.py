@@ -152,7 +152,7 @@ def stack(browser_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def page(stack: Stack, browser_path: str) -> Iterator[Any]:
+def browser(browser_path: str) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -160,18 +160,24 @@ def page(stack: Stack, browser_path: str) -> Iterator[Any]:
                     "(scripts/venv.sh installs it)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
+        launched = playwright.chromium.launch(
             executable_path=browser_path,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        context = browser.new_context(viewport={"width": 1600, "height": 1200})
-        tab = context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.goto(stack.url)
-        yield tab
-        assert errors == [], f"the page raised: {errors}"
-        browser.close()
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(stack: Stack, browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    tab = context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(stack.url)
+    yield tab
+    context.close()
+    assert errors == [], f"the page raised: {errors}"
 
 
 def column(page: Any, name: str) -> Any:
@@ -360,3 +366,35 @@ def test_stop_ends_the_run_and_its_column_turns_read_only(stack: Stack, page: An
         "ended")
     final = stack.runs_root / RUN / "checkpoints" / "final" / "live_values.json"
     assert json.loads(final.read_text())["values"]["learning_rate"] < 1e-3
+
+
+def test_a_panel_with_a_token_asks_for_it_once_and_never_takes_it_from_the_url(
+        browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVETUNE_")}
+    env.update(LIVETUNE_HOME=str(tmp_path / "home"), LIVETUNE_TOKEN="s3cret-token",
+               PYTHONUNBUFFERED="1")
+    panel = Proc(subprocess.Popen([*LIVETUNE, "panel", "--port", "0", "--runs-root",
+                                   str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=env))
+    context = browser.new_context()
+    try:
+        url = panel.wait_for_line(r"livetune panel: (http://\S+)", 30).group(1)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(url + "?token=s3cret-token")  # a token in the URL is not read
+        expect(tab).to_have_url(re.compile(r"/login$"))
+        tab.fill('input[name="token"]', "a guess")
+        tab.click('button[type="submit"]')
+        expect(tab.locator("#wrong")).to_be_visible()
+        tab.fill('input[name="token"]', "s3cret-token")
+        tab.click('button[type="submit"]')
+        expect(tab.locator("#connection")).to_have_text("connected")
+        cookies = context.cookies()
+        assert [(c["httpOnly"], c["sameSite"]) for c in cookies] == [(True, "Strict")]
+        assert "s3cret-token" not in {c["value"] for c in cookies}
+    finally:
+        context.close()
+        panel.proc.terminate()
+        panel.proc.wait(20)
