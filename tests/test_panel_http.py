@@ -248,3 +248,16 @@ def test_ended_runs_are_listed_from_their_journals(tmp_path: Path,
     refused = panel.request("POST", "/api/set", {"runs": [ended["id"]], "values": {"lr": "1"}})
     assert refused.status == 400 and "read-only" in refused.body["results"][0]["error"]
     assert os.path.getsize(journal) > 0
+
+
+def test_a_run_that_serves_tls_needs_the_ca(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livetune_rl.discovery import RunRecord
+    from livetune_rl.panel.hub import RunLink
+
+    monkeypatch.delenv("LIVETUNE_CACERT", raising=False)
+    published: list[Any] = []
+    link = RunLink(RunRecord("secure", "127.0.0.1:1", os.getpid(), 0.0, tls=True),
+                   PanelConfig(), published.append)
+    (status, *_) = link.messages()
+    assert "serves TLS" in status.data["status"] and "--cacert" in status.data["status"]
+    link.stop()

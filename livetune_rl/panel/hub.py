@@ -134,6 +134,11 @@ class RunLink:
         self._held = _Held()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        if record.tls and not tls_ca:
+            self._held.status = (f"{record.address} serves TLS: give `livetune panel` its CA "
+                                 "certificate (--cacert FILE or $LIVETUNE_CACERT)")
+            self._stop.set()  # nothing to call it with
+            return
         self._threads = [threading.Thread(target=self._watch_loop, daemon=True,
                                           name=f"panel-watch-{self.id}"),
                          threading.Thread(target=self._poll_loop, daemon=True,
