@@ -198,15 +198,13 @@ class RunLink:
                     elif item.change is not None:
                         self._on_change(item.change)
                 # the stream ended with OK: the run stopped serving on purpose
-                self._status("ended", live=False)
-                self._stop.set()
+                self._ended()
                 return
             except ClientError as exc:
                 if self._stop.is_set():
                     return
                 if not self.record.alive():
-                    self._status("ended", live=False)
-                    self._stop.set()
+                    self._ended()
                     return
                 self._status(f"{exc.code.name}: {exc}")
             except Exception as exc:  # a bug here must not end the panel; say it
@@ -214,6 +212,14 @@ class RunLink:
                 self._status(f"watch failed: {exc}")
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 10.0)
+
+    def _ended(self) -> None:
+        """The run is gone: say so, stop polling, let go of the channel (what was shown stays)."""
+        self._status("ended", live=False)
+        self._stop.set()
+        self._wake.set()
+        self._threads[1].join(self.config.timeout + 1)
+        self.client.close()
 
     def _on_snapshot(self, snapshot: RunState) -> None:
         """A (re)started stream: its snapshot, then the history up to it."""
