@@ -261,3 +261,13 @@ def test_a_run_that_serves_tls_needs_the_ca(monkeypatch: pytest.MonkeyPatch) -> 
     (status, *_) = link.messages()
     assert "serves TLS" in status.data["status"] and "--cacert" in status.data["status"]
     link.stop()
+
+
+def test_run_names_choose_the_runs_shown(children: Any,
+                                         start_panel: Callable[..., PanelThread]) -> None:
+    children.server("seed-0", "127.0.0.1:0")
+    _, wanted = children.server("seed-1", "127.0.0.1:0")
+    panel = start_panel(runs=("seed-1",))
+    run_id(panel, "seed-1")
+    listed = panel.request("GET", "/api/runs").body
+    assert [(r["name"], r["address"]) for r in listed] == [("seed-1", wanted)]
