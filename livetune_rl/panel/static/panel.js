@@ -225,7 +225,10 @@ function buildControl(run, v) {
         "aria-label": `${v.name} (${c.kind === "log" ? "log scale" : "linear"})`,
         oninput: e => { field.value = fromSlider(c, e.target.value, isInt); stage(field.value); }});
       inputs.append(slider);
-      wrap.syncSlider = () => { const p = toSlider(c, field.value); if (p !== null) slider.value = p; };
+      wrap.syncSlider = () => {
+        const p = toSlider(c, field.value);
+        if (p !== null) slider.value = p;
+      };
     }
     inputs.append(field);
     if (c.kind === "text") field.removeAttribute("inputmode");
@@ -712,6 +715,8 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const node of document.querySelectorAll("table.vars .error")) node.textContent = "";
     drawStaged(); refreshAll();
   });
-  window.addEventListener("resize", () => { for (const run of runs.values()) scheduleRedraw(run); });
+  window.addEventListener("resize", () => {
+    for (const run of runs.values()) scheduleRedraw(run);
+  });
   connect();
 });
