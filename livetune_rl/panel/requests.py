@@ -162,5 +162,8 @@ def read_fire(body: Any) -> FireRequest:
 def read_undo(body: Any) -> UndoRequest:
     """An undo request from its JSON body."""
     body = _object(body, {"run"}, {"run"})
-    (run,) = _runs([body["run"]]) if isinstance(body["run"], str) else _runs(None)
+    run = body["run"]
+    if not isinstance(run, str) or not 0 < len(run) <= 128:
+        raise RequestError("run is one run id (as /api/runs lists them), e.g. "
+                           '{"run": "ppo-demo.4242"}')
     return UndoRequest(run)
