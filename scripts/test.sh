@@ -13,4 +13,6 @@ VENV="${LIVETUNE_VENV:-.venv}"
 "$VENV/bin/ruff" check .
 # Discovery records and default journals of test runs stay out of the user's own directory.
 export LIVETUNE_HOME="${LIVETUNE_HOME:-$(mktemp -d)}"
-exec "$VENV/bin/python" -m pytest -q "$@"
+# One worker per core (pytest-xdist), each taking whole files, so a module's fixtures stay in
+# one process; LIVETUNE_TEST_WORKERS=0 runs everything in this process.
+exec "$VENV/bin/python" -m pytest -q -n "${LIVETUNE_TEST_WORKERS:-auto}" --dist loadfile "$@"
