@@ -197,8 +197,9 @@ class RunLink:
                         backoff = 0.5
                     elif item.change is not None:
                         self._on_change(item.change)
-                # the stream ended with OK: the run stopped serving on purpose
-                self._ended()
+                if self._stop.is_set():
+                    return  # the panel closed the stream: it is stopping
+                self._ended()  # the stream ended with OK: the run stopped serving on purpose
                 return
             except ClientError as exc:
                 if self._stop.is_set():
