@@ -174,8 +174,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     break
                 batch.append(item)
             await response.write(b"".join(_sse(m) for m in batch))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the page went away
     finally:
         hub.unsubscribe(queue)
     return response
