@@ -368,6 +368,13 @@ def test_stop_ends_the_run_and_its_column_turns_read_only(stack: Stack, page: An
     assert json.loads(final.read_text())["values"]["learning_rate"] < 1e-3
 
 
+def test_the_panel_logged_no_error(stack: Stack) -> None:
+    """All of the above, and the run ending under it, left nothing in the panel's log."""
+    lines = stack.panel.output.splitlines()
+    assert lines[0].startswith("livetune panel: http://"), lines
+    assert lines[1:] == [], "\n".join(lines)
+
+
 def test_a_panel_with_a_token_asks_for_it_once_and_never_takes_it_from_the_url(
         browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
