@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 # The run commands only talk to a run: for them the parser is built without the training
 # commands, whose modules import much more (``livetune set`` must start fast; it is measured
-# by benchmarks/cli_set.py).
-TRAINING_COMMANDS = ("train", "train-vision")
+# by benchmarks/cli_set.py), nor the panel (aiohttp).
+TRAINING_COMMANDS = ("train", "train-vision", "panel")
 RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "tune", "demo")
 
 EXIT_FAILED = 1
@@ -627,6 +627,9 @@ def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.
         from .vision.cli import add_parser as add_train_vision  # argparse only: no torch
 
         add_train_vision(sub, common)
+        from .panel.cli import add_parser as add_panel  # argparse only: no aiohttp
+
+        add_panel(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpWithDefaults
     return parser

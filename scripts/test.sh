@@ -6,6 +6,9 @@ scripts/venv.sh
 # The original LiveTune `tune` command for tests/test_compat_tune.py (needs PyPI once; if it
 # cannot be installed those tests fail and say why, the others still run).
 scripts/original-livetune.sh >/dev/null || echo "warning: scripts/original-livetune.sh failed" >&2
+# Debian's chromium for tests/test_panel_browser.py (apt-get once; if it cannot be installed
+# those tests fail and say why, the others still run).
+scripts/browser.sh >/dev/null || echo "warning: scripts/browser.sh failed" >&2
 VENV="${LIVETUNE_VENV:-.venv}"
 "$VENV/bin/ruff" check .
 # Discovery records and default journals of test runs stay out of the user's own directory.
