@@ -13,33 +13,48 @@ another terminal (``livetune set learning_rate 1e-4``) while training reads them
         if save.fired():                     # True once per fire
             ...
 
-The registry, variables and triggers are pure Python; ``serve`` and ``connect`` (gRPC) are
-imported on first use.
+The registry, variables and triggers are pure Python; ``serve`` and ``connect`` bring gRPC.
+Each name is imported on first use, so ``import livetune_rl`` itself costs next to nothing.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .journal import ChangeEvent, Journal, read_journal
-from .registry import LiveTrigger, LiveVariable, Registry, default_registry
-from .values import (
-    DuplicateNameError,
-    InvalidNameError,
-    InvalidValueError,
-    LiveTuneError,
-    UnknownNameError,
-    VarType,
-    VersionConflictError,
-)
-
 if TYPE_CHECKING:
     from .client import Client, ClientError, connect
+    from .journal import ChangeEvent, Journal, read_journal
+    from .registry import LiveTrigger, LiveVariable, Registry, default_registry
     from .server import ServeError, Server, serve
+    from .values import (
+        DuplicateNameError,
+        InvalidNameError,
+        InvalidValueError,
+        LiveTuneError,
+        UnknownNameError,
+        VarType,
+        VersionConflictError,
+    )
 
 __version__ = "0.1.0"
 
+# Every public name is imported on first use (PEP 562), so a command that needs one module
+# (``livetune set`` needs the client) does not pay for the others at start-up.
 _LAZY = {
+    "ChangeEvent": "journal",
+    "Journal": "journal",
+    "read_journal": "journal",
+    "LiveTrigger": "registry",
+    "LiveVariable": "registry",
+    "Registry": "registry",
+    "default_registry": "registry",
+    "DuplicateNameError": "values",
+    "InvalidNameError": "values",
+    "InvalidValueError": "values",
+    "LiveTuneError": "values",
+    "UnknownNameError": "values",
+    "VarType": "values",
+    "VersionConflictError": "values",
     "serve": "server",
     "Server": "server",
     "ServeError": "server",

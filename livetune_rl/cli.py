@@ -34,14 +34,17 @@ from .flags import add_options, from_args
 from .values import LiveTuneError
 
 if TYPE_CHECKING:
+    from .discovery import RunRecord
+    from .fanout import Outcome
     from .journal import ChangeEvent
+    from .ray.directory import TrialEndpoint
     from .state import TriggerState, VariableState
 
 # The run commands only talk to a run: for them the parser is built without the training
 # commands, whose modules import much more (``livetune set`` must start fast; it is measured
-# by benchmarks/cli_set.py). ``replay``, ``export``, ``diff`` and ``fork`` read run
-# directories with train's config, so they are built with them.
-TRAINING_COMMANDS = ("train", "train-vision", "replay", "export", "diff", "fork")
+# by benchmarks/cli_set.py), nor the panel (aiohttp). ``replay``, ``export``, ``diff`` and
+# ``fork`` read run directories with train's config, so they are built with them.
+TRAINING_COMMANDS = ("train", "train-vision", "panel", "replay", "export", "diff", "fork")
 RUN_COMMANDS = ("runs", "ls", "get", "set", "fire", "watch", "history", "undo", "tune", "demo")
 
 EXIT_FAILED = 1
@@ -180,6 +183,8 @@ def _parse_assignments(words: Sequence[str]) -> dict[str, str]:
 
 # ------------------------------------------------------------------------- commands
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.ray:
+        return _ray_runs_table(args)
     from . import discovery
 
     runs = discovery.list_runs()
@@ -197,16 +202,125 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, name: str | None = None) -> Any:
+def _ray_trials(args: argparse.Namespace) -> list[TrialEndpoint]:
+    """The live trials of the Ray cluster ``--ray`` names."""
+    try:
+        from .ray.directory import list_trials
+    except ImportError as exc:
+        raise LiveTuneError(f"--ray needs Ray ({exc}); install it with pip install "
+                            "'livetune_rl[ray]'") from None
+    try:
+        return list_trials(None if args.ray == "auto" else args.ray)
+    except ConnectionError as exc:
+        raise LiveTuneError(f"cannot reach the Ray cluster at {args.ray}: {exc}") from None
+
+
+def _ray_runs_table(args: argparse.Namespace) -> int:
+    trials = _ray_trials(args)
+    if args.json:
+        _print_json([{"run": t.run, "experiment": t.experiment, "trial_id": t.trial_id,
+                      "trial_name": t.trial_name, "node": t.node, "address": t.address,
+                      "pid": t.pid, "started": t.started, "journal": t.journal,
+                      "token_required": t.token_required} for t in trials])
+        return 0
+    if not trials:
+        print(f"no live trials in the Ray cluster at {args.ray}")
+        return 0
+    print(_table([[t.run, t.trial_id, t.node, t.address, str(t.pid),
+                   _duration(time.time() - t.started), "token" if t.token_required else ""]
+                  for t in trials], ["RUN", "TRIAL ID", "NODE", "ADDRESS", "PID", "UPTIME",
+                                     "AUTH"]))
+    return 0
+
+
+def _ray_matches(args: argparse.Namespace) -> list[RunRecord]:
+    """The trials ``--run`` names among the cluster's live trials: a glob over
+    ``EXPERIMENT/TRIAL``, or one experiment/trial name, trial name or trial id."""
+    from .fanout import is_pattern, matching_runs
+
+    trials = _ray_trials(args)
+    if args.run and is_pattern(args.run):
+        return matching_runs(args.run, [t.record() for t in trials])
+    if args.run:
+        found = [t for t in trials if args.run in (t.run, t.trial_name, t.trial_id)]
+    else:
+        found = trials if len(trials) == 1 else []
+    if not found:
+        known = ", ".join(t.run for t in trials) or "none"
+        what = f"named {args.run!r}" if args.run else "chosen: give --run (a name or a glob)"
+        raise LiveTuneError(f"no live trial {what} in the Ray cluster at {args.ray} "
+                            f"(live trials: {known})")
+    return [t.record() for t in found]
+
+
+def _client(args: argparse.Namespace, name: str | None = None,
+            run: RunRecord | None = None) -> Any:
+    """A client of the run the options name (or of the run ``run`` records, instead)."""
+    if run is None and args.ray and not args.addr:
+        found = _ray_matches(args)
+        if len(found) > 1:
+            raise UsageError(f"--run {args.run!r} matches {len(found)} trials; this command "
+                             "takes one (ls, set, fire and history take a glob)")
+        run = found[0]
     from .client import connect
     from .tokens import token_from
 
     token = token_from(args.token, args.token_file)
-    return connect(args.addr, run=args.run, token=token, tls_ca=args.cacert,
+    return connect(args.addr, run=run or args.run, token=token, tls_ca=args.cacert,
                    timeout=args.timeout, name=name)
 
 
+def _matched_runs(args: argparse.Namespace) -> list[RunRecord] | None:
+    """The live runs a glob ``--run`` names (``--run 'seed-*'``), or None when the command
+    targets one run (no ``--run``, a plain name or pid, or an explicit ``--addr``)."""
+    from .fanout import is_pattern
+
+    if args.addr:
+        return None
+    if args.ray:
+        return _ray_matches(args)
+    if not args.run or not is_pattern(args.run):
+        return None
+    from . import discovery
+    from .fanout import matching_runs
+
+    return matching_runs(args.run, discovery.list_runs())
+
+
+def _each_run(args: argparse.Namespace, runs: list[RunRecord],
+              call: Callable[[Any], Any]) -> list[Outcome[Any]]:
+    """``call(client)`` on a client of each run in ``runs``, side by side."""
+    from .fanout import fan_out
+
+    def one(run: RunRecord) -> Any:
+        with _client(args, run=run) as client:
+            return call(client)
+
+    return fan_out(runs, one)
+
+
+def _report(args: argparse.Namespace, outcomes: list[Outcome[Any]],
+            lines: Callable[[Any], list[str]], to_json: Callable[[Any], Any]) -> int:
+    """One line per answer of each run (``RUN: ...``) or one JSON list; exit status 1 when a
+    run refused or could not be reached, after every other run's answer is printed."""
+    if args.json:
+        _print_json([{"run": o.run, "address": o.address, "ok": o.ok,
+                      **({"result": to_json(o.result)} if o.ok else
+                         {"error": o.error, "code": o.code})} for o in outcomes])
+    else:
+        for o in outcomes:
+            if o.ok:
+                for line in lines(o.result):
+                    print(f"{o.run}: {line}")
+            else:
+                print(f"{o.run}: refused: {o.error}")
+    return 0 if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
+    runs = _matched_runs(args)
+    if runs is not None:
+        return _ls_runs(args, runs)
     with _client(args) as client:
         state = client.list(args.patterns)
     if args.json:
@@ -227,6 +341,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(_table(rows, ["NAME", "TYPE", "VALUE", "BOUNDS", "VERSION", "CHANGED", "STATUS",
                         "HELP"]))
     return 0
+
+
+def _ls_runs(args: argparse.Namespace, runs: list[RunRecord]) -> int:
+    """``livetune ls --run GLOB``: one table of every matching run's variables and triggers."""
+    outcomes = _each_run(args, runs, lambda client: client.list(args.patterns))
+    if args.json:
+        return _report(args, outcomes, lambda _: [], lambda state: {
+            "version": state.state.version, "step": state.state.step,
+            "variables": [_var_json(v) for v in state.state.variables],
+            "triggers": [_trigger_json(t) for t in state.state.triggers]})
+    rows = []
+    for o in outcomes:
+        if not o.ok:
+            rows.append([o.run, "-", "-", "-", "-", f"refused: {o.error}"])
+            continue
+        rows += [[o.run, v.name, _fmt(v.value), str(v.version), _status(v), v.help]
+                 for v in o.result.state.variables]
+        rows += [[o.run, t.name, f"fired {t.fires}x", str(t.version),
+                  f"{t.fires - t.handled} pending" if t.fires > t.handled else "idle", t.help]
+                 for t in o.result.state.triggers]
+    print(_table(rows, ["RUN", "NAME", "VALUE", "VERSION", "STATUS", "HELP"]))
+    return 0 if all(o.ok for o in outcomes) else EXIT_FAILED
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -250,32 +386,48 @@ def cmd_set(args: argparse.Namespace) -> int:
         if not sep or not version.isdigit():
             raise UsageError(f"--expect takes NAME=VERSION, not {item!r}")
         expected[name] = int(version)
+    runs = _matched_runs(args)
+    if runs is not None:  # each run sets all of them or none; runs answer on their own
+        outcomes = _each_run(args, runs, lambda c: c.set_text(values, expected=expected or None))
+        return _report(args, outcomes, lambda changes: [_set_line(e) for e in changes],
+                       lambda changes: [e.to_record() for e in changes])
     with _client(args) as client:
         changes = client.set_text(values, expected=expected or None)
     if args.json:
         _print_json([e.to_record() for e in changes])
     else:
         for e in changes:
-            if e.unchanged:
-                print(f"{e.name}: unchanged, already {_fmt(e.new)} (version {e.v}; nothing "
-                      "journaled)")
-            else:
-                print(f"{e.name}: {_fmt(e.old)} -> {_fmt(e.new)} (version {e.v})")
+            print(_set_line(e))
     return 0
 
 
+def _set_line(e: ChangeEvent) -> str:
+    if e.unchanged:
+        return f"{e.name}: unchanged, already {_fmt(e.new)} (version {e.v}; nothing journaled)"
+    return f"{e.name}: {_fmt(e.old)} -> {_fmt(e.new)} (version {e.v})"
+
+
 def cmd_fire(args: argparse.Namespace) -> int:
+    runs = _matched_runs(args)
+    if runs is not None:
+        outcomes = _each_run(args, runs, lambda c: [c.fire(name) for name in args.names])
+        return _report(args, outcomes, lambda events: [_fire_line(e) for e in events],
+                       lambda events: [e.to_record() for e in events])
     with _client(args) as client:
         events = [client.fire(name) for name in args.names]
     for e in events:
         if args.json:
             _print_json(e.to_record())
-        elif e.data.get("coalesced"):
-            print(f"fired {e.name}: joined fire #{e.new}, which the run has not handled yet "
-                  f"(version {e.v}); its action runs once, after this fire")
         else:
-            print(f"fired {e.name} (fire #{e.new}, version {e.v})")
+            print(_fire_line(e))
     return 0
+
+
+def _fire_line(e: ChangeEvent) -> str:
+    if e.data.get("coalesced"):
+        return (f"fired {e.name}: joined fire #{e.new}, which the run has not handled yet "
+                f"(version {e.v}); its action runs once, after this fire")
+    return f"fired {e.name} (fire #{e.new}, version {e.v})"
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
@@ -345,6 +497,8 @@ def cmd_history(args: argparse.Namespace) -> int:
                                           match=wanted)
         else:  # corrupt records are skipped with a warning naming their line
             events = [e for e in iter_journal(args.file) if e.v > args.since and wanted(e.name)]
+    elif (runs := _matched_runs(args)) is not None:
+        return _history_runs(args, runs)
     else:
         with _client(args) as client:
             events = client.history(since=args.since, limit=args.limit,
@@ -355,6 +509,24 @@ def cmd_history(args: argparse.Namespace) -> int:
         else:
             print(_event_line(e))
     return 0
+
+
+def _history_runs(args: argparse.Namespace, runs: list[RunRecord]) -> int:
+    """``livetune history --run GLOB``: the matching runs' journals in one time order, each
+    record led by its run's name (``--since`` and ``--limit`` apply to each run)."""
+    outcomes = _each_run(args, runs, lambda client: client.history(
+        since=args.since, limit=args.limit, patterns=args.patterns))
+    merged = sorted(((e.t, o.run, e) for o in outcomes if o.ok for e in o.result),
+                    key=lambda item: item[:2])
+    for _, run, e in merged:
+        if args.json:
+            _print_json({"run": run, **e.to_record()})
+        else:
+            print(f"{run}: {_event_line(e)}")
+    for o in outcomes:
+        if not o.ok:
+            print(f"{o.run}: refused: {o.error}", file=sys.stderr)
+    return 0 if all(o.ok for o in outcomes) else EXIT_FAILED
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -387,7 +559,14 @@ def _target_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     target.add_argument("--addr", default=default(None),
                         help="address of the run (host:port or unix:/path); "
                              "default: $LIVETUNE_ADDR or the only live run")
-    target.add_argument("--run", default=default(None), help="name (or pid) of a live run")
+    target.add_argument("--run", default=default(None),
+                        help="name (or pid) of a live run; for ls, set, fire and history a "
+                             "glob ('seed-*') targets every live run it matches")
+    target.add_argument("--ray", nargs="?", const="auto", default=default(None),
+                        metavar="ADDRESS",
+                        help="find the run among the live trials of a Ray cluster (ADDRESS: "
+                             "its GCS HOST:PORT or ray://...; alone: the local cluster); "
+                             "--run then names EXPERIMENT/TRIAL, a trial name or id, or a glob")
     target.add_argument("--token-file", default=default(None), metavar="FILE",
                         help="read the bearer token from FILE (yours, mode 0600 or 0400); "
                              "default: $LIVETUNE_TOKEN")
@@ -477,6 +656,9 @@ def build_parser(training: bool = True, tuning: bool | None = None) -> argparse.
         from .vision.cli import add_parser as add_train_vision  # argparse only: no torch
 
         add_train_vision(sub, common)
+        from .panel.cli import add_parser as add_panel  # argparse only: no aiohttp
+
+        add_panel(sub)
         from .replay_cli import add_parser as add_replay  # argparse only: no torch/SB3
 
         add_replay(sub)

@@ -246,11 +246,15 @@ class Target:
     vouched: bool = True
 
 
-def resolve_target(address: str | None = None, run: str | None = None) -> Target:
-    """Where to connect, in this order: ``address``, the run called ``run``,
-    ``$LIVETUNE_ADDR``, the only live run on this machine, the default (not vouched for)."""
+def resolve_target(address: str | None = None,
+                   run: str | discovery.RunRecord | None = None) -> Target:
+    """Where to connect, in this order: ``address``, the run called ``run`` (or the run
+    record itself), ``$LIVETUNE_ADDR``, the only live run on this machine, the default (not
+    vouched for)."""
     if address:
         return Target(address)
+    if isinstance(run, discovery.RunRecord):
+        return Target(run.address, run.tls)
     if run:
         record = discovery.find_run(run)
         return Target(record.address, record.tls)
@@ -264,13 +268,15 @@ def resolve_target(address: str | None = None, run: str | None = None) -> Target
     return Target(DEFAULT_ADDRESS, vouched=False)
 
 
-def resolve_address(address: str | None = None, run: str | None = None) -> tuple[str, bool]:
+def resolve_address(address: str | None = None,
+                    run: str | discovery.RunRecord | None = None) -> tuple[str, bool]:
     """``(address, tls)`` of :func:`resolve_target`."""
     target = resolve_target(address, run)
     return target.address, target.tls
 
 
-def connect(address: str | None = None, *, run: str | None = None, token: str | None = None,
+def connect(address: str | None = None, *, run: str | discovery.RunRecord | None = None,
+            token: str | None = None,
             tls_ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
             name: str | None = None) -> Client:
     """A :class:`Client` for ``address``, or for the run named ``run`` (see resolve_target).

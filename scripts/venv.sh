@@ -16,5 +16,5 @@ echo "setting up $VENV (first run takes a minute or two)..." >&2
 "$VENV/bin/python" -m pip install -q --upgrade pip >&2
 "$VENV/bin/python" -m pip install -q \
   "torch==2.14.1" "torchvision==0.29.1" \
-  -e ".[rl,contrib,vision,experiments,test]" >&2
+  -e ".[rl,contrib,vision,ray,experiments,panel,test]" >&2
 echo "$WANT" > "$STAMP"

@@ -61,6 +61,21 @@ def test_run_commands_import_neither_the_server_nor_the_training_modules(
     assert served.registry.variable("learning_rate").value == 0.25
 
 
+def test_importing_the_package_imports_none_of_its_modules(sub_env: dict[str, str]) -> None:
+    """``import livetune_rl`` loads names on first use, so the CLI and the client pay only for
+    what they touch; the lazy names still resolve to the real objects."""
+    code = ("import sys, livetune_rl as lt\n"
+            "print(sorted(m for m in sys.modules if m.startswith('livetune_rl.')))\n"
+            "from livetune_rl.registry import Registry\n"
+            "from livetune_rl.values import VarType\n"
+            "assert lt.Registry is Registry and lt.VarType is VarType\n"
+            "assert all(hasattr(lt, n) for n in lt.__all__)\n")
+    proc = subprocess.run([PYTHON, "-c", code], env=sub_env, text=True, capture_output=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 def test_run_commands_are_all_the_commands_but_training() -> None:
     from livetune_rl import cli as cli_module
 
