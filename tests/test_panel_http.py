@@ -143,11 +143,13 @@ def test_fire_and_undo(served: Any, tmp_path: Path,
     undone = panel.request("POST", "/api/undo", {"run": run})
     assert undone.status == 200, undone.body
     assert (reg.variable("learning_rate").value, reg.variable("batch_size").value) == (3e-4, 64)
-    redone = panel.request("POST", "/api/undo", {"run": run})  # undoing the undo redoes
-    assert redone.status == 200
-    assert (reg.variable("learning_rate").value, reg.variable("batch_size").value) == (0.01, 32)
-    sources = {e.source for e in read_journal(tmp_path / "journal.jsonl") if e.kind == "set"}
-    assert all("livetune-panel" in source for source in sources), sources
+    sets = [e for e in read_journal(tmp_path / "journal.jsonl") if e.kind == "set"]
+    assert all("livetune-panel" in e.source for e in sets), sets
+    undos = [e for e in sets if e.source.startswith("undo of ")]  # the run's own undo
+    assert {e.name for e in undos} == {"learning_rate", "batch_size"}
+    again = panel.request("POST", "/api/undo", {"run": run})  # an undo is not undone again,
+    assert again.status == 400 and "nothing to undo" in again.body["results"][0]["error"]
+    assert (reg.variable("learning_rate").value, reg.variable("batch_size").value) == (3e-4, 64)
 
 
 def test_nothing_to_undo(served: Any, start_panel: Callable[..., PanelThread]) -> None:
@@ -156,18 +158,19 @@ def test_nothing_to_undo(served: Any, start_panel: Callable[..., PanelThread]) -
     assert reply.status == 400 and "nothing to undo" in reply.body["results"][0]["error"]
 
 
-def test_an_undo_is_a_compare_and_set(served: Any) -> None:
-    """What /api/undo sends: refused as a whole when a variable moved after the history read."""
-    from livetune_rl.panel.undo import last_set
+def test_the_undo_button_undoes_the_newest_request_or_is_refused(served: Any) -> None:
+    """What /api/undo sends: the versions of the newest request to the run's Undo, which
+    refuses (FAILED_PRECONDITION) when a later change touched one of its variables."""
+    from livetune_rl.panel.undo import newest_request
 
     reg = served.registry
     reg.set({"learning_rate": 0.01, "batch_size": 32})
     with lt.connect(served.address) as client:
-        plan = last_set(client.history())
-        assert plan is not None and plan.values == {"learning_rate": 3e-4, "batch_size": 64}
+        versions = newest_request(client.history())
+        assert len(versions) == 2
         reg.set({"batch_size": 16})  # another client, between the read and the undo
         with pytest.raises(lt.ClientError) as refused:
-            client.set(plan.values, expected=plan.expected)
+            client.undo(versions=versions)
     assert refused.value.code.name == "FAILED_PRECONDITION"
     assert (reg.variable("learning_rate").value, reg.variable("batch_size").value) == (0.01, 16)
 

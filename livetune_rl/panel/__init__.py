@@ -10,7 +10,7 @@ Modules, one concept each: :mod:`~livetune_rl.panel.config` (the options, checke
 :mod:`~livetune_rl.panel.security` (host, origin and token checks),
 :mod:`~livetune_rl.panel.requests` (HTTP bodies read and checked),
 :mod:`~livetune_rl.panel.views` (JSON for the page; which control fits a variable),
-:mod:`~livetune_rl.panel.undo` (undo of the last set), :mod:`~livetune_rl.panel.hub` (the
+:mod:`~livetune_rl.panel.undo` (which set request Undo reverts), :mod:`~livetune_rl.panel.hub` (the
 runs followed), :mod:`~livetune_rl.panel.server` (the HTTP routes),
 :mod:`~livetune_rl.panel.cli` (the command). The page is ``static/``: plain HTML, CSS and
 JavaScript with uPlot vendored, no build step. This package imports aiohttp only in

@@ -11,7 +11,7 @@ server-sent-events stream.
                         read from its journal file)
 ``POST /api/set``       ``{"runs": [id...], "values": {name: text}, "expected": {name: v}}``
 ``POST /api/fire``      ``{"runs": [id...], "name": trigger}``
-``POST /api/undo``      ``{"run": id}``: set the newest set's variables back (compare-and-set)
+``POST /api/undo``      ``{"run": id}``: the run's undo of its newest set request
 ======================  ==================================================================
 
 The POST endpoints answer ``{"results": [{"run", "ok", "changes" | "status", "error"}]}``,
@@ -56,7 +56,7 @@ from .requests import (
     read_undo,
 )
 from .security import COOKIE, FAILED_LOGIN_DELAY, SESSION_SECONDS, Guard
-from .undo import last_set
+from .undo import newest_request
 from .views import event_json
 
 STATIC = Path(__file__).parent / "static"
@@ -263,11 +263,12 @@ async def fire(request: web.Request) -> web.StreamResponse:
 
 
 def _undo(link: RunLink) -> list[ChangeEvent]:
-    plan = last_set(link.client.history(limit=1000))
-    if plan is None:
+    versions = newest_request(link.client.history(limit=1000))
+    if not versions:
         raise RequestError(f"nothing to undo: the run {link.record.run!r} has no set in its "
-                           "last 1000 journal records", "FAILED_PRECONDITION")
-    return link.client.set(plan.values, expected=plan.expected)
+                           "last 1000 journal records that is not an undo or undone",
+                           "FAILED_PRECONDITION")
+    return list(link.client.undo(versions=versions).changes)
 
 
 async def undo(request: web.Request) -> web.StreamResponse:
