@@ -1,10 +1,12 @@
 """Ray Tune's PBT against PBT through livetune (LivePBT), side by side in one run.
 
-Both arms run the same population: 4 trials of PPO on CartPole-v1 (``sb3_trainable``, seeds
-1-4, Tune checkpoints with every report), on a local Ray cluster of 2 CPUs (so 2 trials run
-at a time and the other 2 wait), with the same PBT settings (perturbation every 1024 steps,
-quantile 0.25, learning rate and clip range perturbed). Arms alternate ``--rounds`` times,
-each for ``--seconds`` of wall time, so a change in the machine's load falls on both alike.
+Both arms run the same population: ``--trials`` trials (default 4) of PPO on CartPole-v1
+(``sb3_trainable``, seeds 1..N, Tune checkpoints with every report), on a local Ray cluster
+of 2 CPUs (with 4 trials, 2 run at a time and the other 2 wait; PBT then pauses a trial that
+reports to let a waiting one run), with the same PBT settings (perturbation every 1024 steps,
+quantile 0.25, or 0.5 for fewer than 4 trials, learning rate and clip range perturbed).
+Arms alternate ``--rounds`` times, each for ``--seconds`` of wall time, so a change in the
+machine's load falls on both alike.
 
 Per arm it prints:
 
@@ -21,6 +23,7 @@ Run::
 
     python benchmarks/ray_pbt.py                    # 2 rounds of 150 s per arm: ~11 minutes
     python benchmarks/ray_pbt.py --rounds 1 --seconds 60
+    python benchmarks/ray_pbt.py --trials 2            # every trial runs all the time
 """
 
 from __future__ import annotations
@@ -72,17 +75,19 @@ class ArmResult:
     seconds: float = 0.0
 
 
-def run_arm(live: bool, seconds: float, storage: Path, name: str) -> ArmResult:
+def run_arm(live: bool, seconds: float, storage: Path, name: str, trials: int) -> ArmResult:
     decisions = Decisions()
     settings = dict(time_attr="timesteps_total", metric="episode_reward_mean", mode="max",
-                    perturbation_interval=1024, quantile_fraction=0.25,
+                    perturbation_interval=1024,
+                    quantile_fraction=0.25 if trials >= 4 else 0.5,
                     hyperparam_mutations={"learning_rate": [1e-4, 3e-4, 1e-3],
                                           "clip_range": [0.1, 0.2, 0.3]})
     scheduler = timed(LivePBT if live else PopulationBasedTraining, decisions, **settings)
     tuner = tune.Tuner(
         sb3_trainable,
         param_space={"env": "CartPole-v1", "timesteps": 10_000_000, "checkpoint": True,
-                     "report_every": 512, "seed": tune.grid_search([1, 2, 3, 4]),
+                     "report_every": 512,
+                     "seed": tune.grid_search(list(range(1, trials + 1))),
                      "learning_rate": 3e-4, "algo_kwargs": {"n_steps": 256, "batch_size": 64,
                                                             "n_epochs": 4}},
         tune_config=tune.TuneConfig(scheduler=scheduler, time_budget_s=seconds),
@@ -93,9 +98,13 @@ def run_arm(live: bool, seconds: float, storage: Path, name: str) -> ArmResult:
     result.exploits = len(decisions.times)
     result.live = getattr(scheduler, "live_exploits", 0)
     result.steps = sum(r.metrics.get("timesteps_total", 0) for r in grid)
-    journals = {r.metrics.get("trial_id"): Path(r.path) / "journal.jsonl" for r in grid}
+    trial_dirs = [Path(r.path) for r in grid]
     for trial_id, decided in decisions.times:
-        done = next((e for e in iter_journal(journals[trial_id]) if e.t >= decided and (
+        # a trial's directory is named after its id (its last result may hold no metrics)
+        journal = next((d / "journal.jsonl" for d in trial_dirs if trial_id in d.name), None)
+        if journal is None or not journal.exists():
+            continue
+        done = next((e for e in iter_journal(journal) if e.t >= decided and (
             e.kind == "start" or (e.name == "pbt.exploit" and e.data.get("loaded")))), None)
         if done is None:  # an exploit decided as the budget ran out may never finish
             continue
@@ -111,13 +120,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds")
     parser.add_argument("--seconds", type=float, default=150.0, help="wall time of each arm")
+    parser.add_argument("--trials", type=int, default=4, help="trials in the population")
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     results: dict[str, list[ArmResult]] = {"Ray PBT": [], "LivePBT": []}
     with tempfile.TemporaryDirectory() as storage:
         for n in range(args.rounds):
             for arm in ("Ray PBT", "LivePBT"):
-                r = run_arm(arm == "LivePBT", args.seconds, Path(storage), f"r{n}-{arm[:3]}")
+                r = run_arm(arm == "LivePBT", args.seconds, Path(storage), f"r{n}-{arm[:3]}",
+                            args.trials)
                 results[arm].append(r)
                 per = (f"{statistics.median(r.mutation_seconds):.3f} s" if r.mutation_seconds
                        else "-")
@@ -126,7 +137,7 @@ def main() -> int:
                       f"restart), {r.steps:.0f} trial-steps in {r.seconds:.0f} s, per "
                       f"mutation {per} (median)", flush=True)
     ray.shutdown()
-    print(f"\n4 trials of PPO on CartPole-v1, 2 CPUs, {args.rounds} rounds of "
+    print(f"\n{args.trials} trials of PPO on CartPole-v1, 2 CPUs, {args.rounds} rounds of "
           f"{args.seconds:.0f} s per arm")
     print("| arm | exploits (set live) | training again by live load / restart | "
           "wall time per mutation, median [min, max] s | trial-steps per hour |")

@@ -274,6 +274,9 @@ def test_a_curve_gets_points_and_a_change_marker_with_a_tooltip(stack: Stack,
     expect(knob).to_have_attribute("data-points", re.compile(r"^([3-9]|\d\d)"))
     expect(charts.locator('[data-chart="steps"]')).to_have_attribute(
         "data-points", re.compile(r"^[1-9]"))
+    # SB3's losses, from the run's train events (one after each update phase)
+    expect(charts.locator('[data-chart="train:loss"]')).to_have_attribute(
+        "data-points", re.compile(r"^[1-9]"), timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "panel-train-run.png"), full_page=True)
     # hover along the learning-rate curve until the change marker's tooltip shows (uPlot
     # moves its cursor at the next animation frame: each position is given a moment)
@@ -300,7 +303,8 @@ def test_the_journal_timeline_filters(stack: Stack, page: Any) -> None:
     rows = col.locator("table.journal tbody tr")
     expect(rows.first).to_be_visible()
     names = rows.locator("td:nth-child(5)").all_text_contents()
-    assert names and set(names) <= {"learning_rate", ""}, names  # start records have no name
+    # start records have no name; train events carry the learning rate in their data
+    assert names and "learning_rate" in names and set(names) <= {"learning_rate", "", "train"}
     col.locator(".journal-tools .kind").select_option("applied")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("applied")

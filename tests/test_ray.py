@@ -155,21 +155,24 @@ def test_directory_rules() -> None:
         SB3TrialConfig.from_tune({"lr": 1.0}, frozenset({"clip_range"}))
 
 
+@pytest.mark.parametrize("kind", ["PBT", "PB2"])
 def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
-        cluster: str, tmp_path: Path) -> None:
-    from livetune_rl.ray.pbt import LivePBT
+        kind: str, cluster: str, tmp_path: Path) -> None:
+    from livetune_rl.ray.pbt import LivePB2, LivePBT
 
-    scheduler = LivePBT(time_attr="timesteps_total", metric="episode_reward_mean", mode="max",
-                        perturbation_interval=512, quantile_fraction=0.5,
-                        resample_probability=1.0,
-                        hyperparam_mutations={"learning_rate": [1e-4, 2e-3]})
+    common = dict(time_attr="timesteps_total", metric="episode_reward_mean", mode="max",
+                  perturbation_interval=512, quantile_fraction=0.5)
+    scheduler = (LivePBT(**common, resample_probability=1.0,
+                         hyperparam_mutations={"learning_rate": [1e-4, 2e-3]})
+                 if kind == "PBT" else
+                 LivePB2(**common, hyperparam_bounds={"learning_rate": [1e-4, 2e-3]}))
     tuner = tune.Tuner(
         sb3_trainable,
         param_space={"timesteps": 3072, "seed": tune.grid_search([1, 2]), "checkpoint": True,
                      "report_every": 256, "heartbeat": 0.5,
                      "algo_kwargs": {"n_steps": 128, "batch_size": 64, "n_epochs": 1}},
         tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=2),
-        run_config=tune.RunConfig(name="pbt", storage_path=str(tmp_path / "results"),
+        run_config=tune.RunConfig(name=kind.lower(), storage_path=str(tmp_path / "results"),
                                   verbose=0))
     grid = tuner.fit()
     assert not grid.errors
@@ -178,16 +181,16 @@ def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
     events = [e for journal in journals for e in iter_journal(journal)]
     sets = [e for e in events if e.kind == "set" and e.name == "learning_rate"
             and "pbt" in (e.source or "")]
-    assert sets and all(e.new in (1e-4, 2e-3) and e.step is not None for e in sets)
+    assert sets and all(1e-4 * (1 - 1e-9) <= e.new <= 2e-3 * (1 + 1e-9) and e.step is not None
+                        for e in sets)
     loads = [e for e in events if e.name == "pbt.exploit" and e.data.get("loaded")]
     assert loads and all("checkpoint_" in e.data["loaded"] for e in loads)
-    for journal in journals:  # each fire loaded a checkpoint, but one the run ended before
+    for journal in journals:  # each fire loaded a checkpoint, but those the run ended before
         trial = list(iter_journal(journal))
         fired = [e for e in trial if e.name == "pbt.exploit" and e.kind == "fire"]
         loaded = [e for e in trial if e.name == "pbt.exploit" and e.data.get("loaded")]
-        assert len(fired) - len(loaded) in (0, 1)
-        if len(fired) > len(loaded):
-            assert fired[-1].step is not None and fired[-1].step >= 3072 - 512
+        assert len(loaded) <= len(fired)
+        assert all(e.step is not None and e.step >= 3072 - 512 for e in fired[len(loaded):])
     # the trial was not restarted: each trial's timesteps went on to the end, once
     assert all(r.metrics["timesteps_total"] >= 3072 for r in grid)
 

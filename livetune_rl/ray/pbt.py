@@ -1,4 +1,4 @@
-"""Population-based training whose exploit-and-explore steps are live changes.
+"""Population-based training (PBT, PB2) whose exploit-and-explore steps are live changes.
 
 Ray Tune's :class:`~ray.tune.schedulers.PopulationBasedTraining` improves a population by
 replacing a bottom trial with a copy of a top one: it pauses the bottom trial, sets the top
@@ -42,6 +42,7 @@ from typing import Any
 from ray.train._internal.session import _TrainingResult
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining
+from ray.tune.schedulers.pb2 import PB2
 from ray.tune.schedulers.pbt import _filter_mutated_params_from_config, _make_experiment_tag
 
 from ..client import ClientError, connect
@@ -54,12 +55,13 @@ SOURCE = "pbt"
 """The client name LivePBT's changes are journaled with."""
 
 
-class LivePBT(PopulationBasedTraining):
-    """:class:`~ray.tune.schedulers.PopulationBasedTraining` applied live (see the module).
+class LiveExploit(PopulationBasedTraining):
+    """The live exploit-and-explore step, for PopulationBasedTraining and its subclasses
+    (:class:`LivePBT`, :class:`LivePB2`): their own decisions, carried out live.
 
-    :param args: PopulationBasedTraining's arguments.
+    :param args: the scheduler's arguments.
     :param token: bearer token of the trials (default ``$LIVETUNE_TOKEN``).
-    :param kwargs: PopulationBasedTraining's keyword arguments.
+    :param kwargs: the scheduler's keyword arguments.
     """
 
     def __init__(self, *args: Any, token: str | None = None, **kwargs: Any) -> None:
@@ -77,8 +79,9 @@ class LivePBT(PopulationBasedTraining):
             try:
                 live = self._live_values(endpoint)
             except ClientError as exc:
-                log.warning("LivePBT: could not read the live values of %s (%s); perturbing "
-                            "its config as Tune knows it", trial_to_clone.trial_id, exc)
+                log.warning("%s: could not read the live values of %s (%s); perturbing "
+                            "its config as Tune knows it", type(self).__name__,
+                            trial_to_clone.trial_id, exc)
             else:
                 config = dict(trial_to_clone.config)
                 config.update({k: v for k, v in live.items() if k in config})
@@ -90,8 +93,8 @@ class LivePBT(PopulationBasedTraining):
         if reason is None:
             self.live_exploits += 1
             return
-        log.warning("LivePBT: %s; exploiting trial %s the way Tune does (pause and restore)",
-                    reason, trial.trial_id)
+        log.warning("%s: %s; exploiting trial %s the way Tune does (pause and restore)",
+                    type(self).__name__, reason, trial.trial_id)
         self.restored_exploits += 1
         super()._exploit(tune_controller, trial, trial_to_clone)
 
@@ -131,13 +134,32 @@ class LivePBT(PopulationBasedTraining):
         self._num_perturbations += 1
         state.last_perturbation_time = clone_state.last_perturbation_time
         state.last_train_time = clone_state.last_train_time
-        log.info("LivePBT: trial %s now runs %s with the weights of trial %s, live",
-                 trial.trial_id, mutated, trial_to_clone.trial_id)
+        log.info("%s: trial %s now runs %s with the weights of trial %s, live",
+                 type(self).__name__, trial.trial_id, mutated, trial_to_clone.trial_id)
         return None
 
     def _live_values(self, endpoint: TrialEndpoint) -> dict[str, Any]:
         with connect(endpoint.address, token=self.token, name=SOURCE) as client:
             return {v.name: v.value for v in client.list().state.variables}
+
+
+class LivePBT(LiveExploit, PopulationBasedTraining):
+    """:class:`~ray.tune.schedulers.PopulationBasedTraining` applied live (see the module).
+
+    :param args: PopulationBasedTraining's arguments.
+    :param token: bearer token of the trials (default ``$LIVETUNE_TOKEN``).
+    :param kwargs: PopulationBasedTraining's keyword arguments.
+    """
+
+
+class LivePB2(LiveExploit, PB2):
+    """Ray Tune's :class:`~ray.tune.schedulers.pb2.PB2` (PBT whose explore step picks new
+    values with a Gaussian-process bandit over ``hyperparam_bounds``) applied live.
+
+    :param args: PB2's arguments.
+    :param token: bearer token of the trials (default ``$LIVETUNE_TOKEN``).
+    :param kwargs: PB2's keyword arguments.
+    """
 
 
 def _endpoint(trial: Trial) -> TrialEndpoint | None:

@@ -28,6 +28,7 @@ from .replay import ReplayCallback, StartValuesCallback
 from .reward import RewardCallback
 from .schedules import LiveSchedule, live_schedule
 from .serving import ServeCallback
+from .train_stats import TrainStatsCallback
 from .triggers import TriggersCallback
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "RewardCallback",
     "ServeCallback",
     "StartValuesCallback",
+    "TrainStatsCallback",
     "TriggersCallback",
     "knobs_for",
     "live_schedule",

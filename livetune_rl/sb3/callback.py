@@ -12,6 +12,8 @@ can also be used alone or composed differently:
   term totals and chosen info numbers, for the next ``evaluate`` event;
 * :class:`~livetune_rl.sb3.triggers.TriggersCallback`: the triggers ``checkpoint``,
   ``evaluate`` and ``stop`` (and your own), periodic checkpoints and evaluations;
+* :class:`~livetune_rl.sb3.train_stats.TrainStatsCallback`: SB3's update statistics
+  (``train/loss``...) as ``train`` events, for the curves of clients;
 * :class:`~livetune_rl.sb3.serving.ServeCallback`: when nothing in the process serves the
   registry yet, serves it (out of process, as ``livetune train`` does) from training start to
   training end, so ``LiveTuneCallback()`` alone makes a run live.
@@ -57,6 +59,7 @@ from .evaluation import Evaluator
 from .knobs import KnobsCallback
 from .reward import RewardCallback
 from .serving import ServeCallback
+from .train_stats import TrainStatsCallback
 from .triggers import TriggerAction, TriggersCallback
 
 __all__ = ["LiveTuneCallback", "TriggerAction", "load_checkpoint", "prune_checkpoints"]
@@ -93,6 +96,8 @@ class LiveTuneCallback(CallbackList):
             deterministic evaluation does).
         eval_info_keys: numbers to average over the evaluation episodes' last ``info``,
             reported as ``mean_<key>`` and ``std_<key>`` (e.g. ``("fitness",)``).
+        train_stats_every: env steps at least between two ``train`` events (SB3's update
+            statistics: ``loss``...; 0: after every update phase).
         serve: serve the registry while training when nothing in this process serves it
             yet (see :mod:`livetune_rl.sb3.serving`; ``LIVETUNE_SERVE=0`` also turns it off).
         address: where that server listens (default ``$LIVETUNE_ADDR``, else the default
@@ -118,6 +123,7 @@ class LiveTuneCallback(CallbackList):
         reset_reward_stats: bool = True,
         episode_info_keys: Sequence[str] = (),
         eval_info_keys: Sequence[str] = (),
+        train_stats_every: int = 1000,
         serve: bool = True,
         address: str | None = None,
         run_name: str | None = None,
@@ -141,7 +147,10 @@ class LiveTuneCallback(CallbackList):
                                      run_name=run_name, token=token, verbose=verbose)
         # not a child: it acts only at training start and end, so the step loop does not
         # dispatch to it every step
-        parts: list[BaseCallback] = [self.knobs, self.episode_terms, self.triggers]
+        self.train_stats = TrainStatsCallback(self.registry, every=train_stats_every,
+                                              verbose=verbose)
+        parts: list[BaseCallback] = [self.knobs, self.episode_terms, self.triggers,
+                                     self.train_stats]
         super().__init__([self.reward, *parts] if self.reward is not None else parts)
         self.verbose = verbose
         self._attached_to: BaseAlgorithm | None = None
