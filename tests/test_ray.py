@@ -181,8 +181,11 @@ def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
     events = [e for journal in journals for e in iter_journal(journal)]
     sets = [e for e in events if e.kind == "set" and e.name == "learning_rate"
             and "pbt" in (e.source or "")]
-    assert sets and all(1e-4 * (1 - 1e-9) <= e.new <= 2e-3 * (1 + 1e-9) and e.step is not None
-                        for e in sets)
+    assert sets, events
+    # PBT picks from its list; PB2's bandit proposes the values (Ray's own: not checked here)
+    allowed = (lambda v: v in (1e-4, 2e-3)) if kind == "PBT" else (lambda v: v > 0)
+    outside = [(e.new, e.step) for e in sets if not allowed(e.new) or e.step is None]
+    assert not outside, outside
     loads = [e for e in events if e.name == "pbt.exploit" and e.data.get("loaded")]
     assert loads and all("checkpoint_" in e.data["loaded"] for e in loads)
     for journal in journals:  # each fire loaded a checkpoint, but those the run ended before
