@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .flags import add_options, from_args, option
-from .options import MAX_CALLS_PER_SECOND
 from .replay import ReplayError
-from .replay_cli import ForkLineage, OriginalRun, check_env
+from .replay_cli import ForkLineage, OriginalRun, ServeSettings, check_env
 from .values import LiveTuneError
 
 FORK_SOURCE = "fork"
@@ -42,7 +41,7 @@ def _assignment(text: str) -> tuple[str, str]:
 
 
 @dataclass
-class ForkConfig:
+class ForkConfig(ServeSettings):
     """Arguments of ``livetune fork`` (also from Python: ``fork(ForkConfig(...))``)."""
 
     run_dir: str = ""  # the positional RUN_DIR
@@ -54,14 +53,6 @@ class ForkConfig:
                                         "<parent>-fork-<time>)")
     timesteps: int | None = option(None, "the fork's budget, counted from the parent's start "
                                          "(default: the parent's)")
-    bind: str | None = option(None, "serve address (default 127.0.0.1:50051)")
-    progress: bool = option(True, "no progress bar")
-    serve_process: bool = option(True, "serve from a child process, as livetune train does "
-                                       "(--no-serve-process: from a thread)", both=True)
-    max_calls_per_second: float = option(
-        MAX_CALLS_PER_SECOND, "pace the calls of all clients together to N/s (default "
-        "%(default)g; 0: no pacing)", metavar="N")
-    token: str | None = None  # never written anywhere
 
 
 def find_checkpoint(parent: Path, given: str) -> Path:
@@ -99,11 +90,9 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
     if run_dir.exists():
         raise ReplayError(f"the run directory {run_dir} already exists; pick another "
                           "--run-name")
-    settings = dataclasses.replace(
-        parent.config, run_name=name, runs_root=str(parent.path.parent),
-        resume=str(checkpoint), bind=config.bind, token=config.token, progress=config.progress,
-        serve_process=config.serve_process, max_calls_per_second=config.max_calls_per_second,
-        livetune_port=None, timesteps=config.timesteps or parent.config.timesteps)
+    settings = config.onto(parent.config, run_name=name, runs_root=str(parent.path.parent),
+                           resume=str(checkpoint),
+                           timesteps=config.timesteps or parent.config.timesteps)
     lineage = ForkLineage(str(parent.path.resolve()), str(checkpoint.resolve()), step,
                           dict(config.values))
     from .registry import Registry

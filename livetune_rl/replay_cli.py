@@ -42,8 +42,30 @@ _NOT_SETTINGS = {"token_required", "lineage"}
 """Keys of a ``config.json`` that are not :class:`TrainConfig` fields."""
 
 
+@dataclass(kw_only=True)  # keyword-only: a command's own fields stay positional, first
+class ServeSettings:
+    """How a run that a command starts from another run's settings is served and shown
+    (``livetune replay``, ``livetune fork``): the fields that replace the original's."""
+
+    bind: str | None = option(None, "serve address (default 127.0.0.1:50051)")
+    progress: bool = option(True, "no progress bar")
+    serve_process: bool = option(True, "serve from a child process, as livetune train does "
+                                       "(--no-serve-process: from a thread)", both=True)
+    max_calls_per_second: float = option(
+        MAX_CALLS_PER_SECOND, "pace the calls of all clients together to N/s (default "
+        "%(default)g; 0: no pacing)", metavar="N")
+    token: str | None = None  # never written anywhere
+
+    def onto(self, config: TrainConfig, **changes: Any) -> TrainConfig:
+        """``config`` served as these settings say (and with ``changes``)."""
+        return dataclasses.replace(
+            config, bind=self.bind, token=self.token, progress=self.progress,
+            serve_process=self.serve_process, max_calls_per_second=self.max_calls_per_second,
+            livetune_port=None, **changes)
+
+
 @dataclass
-class ReplayConfig:
+class ReplayConfig(ServeSettings):
     """Arguments of ``livetune replay`` (also usable from Python: ``replay(ReplayConfig(...))``).
 
     The run's own settings come from the original's ``config.json``; these only say where the
@@ -58,14 +80,6 @@ class ReplayConfig:
     until: int | None = option(None, "replay up to the first env step at or after STEP, then "
                                      "write the final checkpoint and end (default: the "
                                      "original's whole budget)", metavar="STEP")
-    bind: str | None = option(None, "serve address (default 127.0.0.1:50051)")
-    progress: bool = option(True, "no progress bar")
-    serve_process: bool = option(True, "serve from a child process, as livetune train does "
-                                       "(--no-serve-process: from a thread)", both=True)
-    max_calls_per_second: float = option(
-        MAX_CALLS_PER_SECOND, "pace the calls of all clients together to N/s (default "
-        "%(default)g; 0: no pacing)", metavar="N")
-    token: str | None = None  # never written anywhere
 
 
 @dataclass(frozen=True)
@@ -255,11 +269,8 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
         lineage.update(dataclasses.asdict(ForkLineage(
             str(parent.run_dir.resolve()), str(start.resolve()), original.fork.step,
             original.fork.values)))
-    settings = dataclasses.replace(
-        original.config, run_name=name, runs_root=str(root), bind=config.bind,
-        token=config.token, progress=config.progress, serve_process=config.serve_process,
-        max_calls_per_second=config.max_calls_per_second, livetune_port=None,
-        resume=None if start is None else str(start))
+    settings = config.onto(original.config, run_name=name, runs_root=str(root),
+                           resume=None if start is None else str(start))
     from .registry import Registry
 
     registry = Registry()
