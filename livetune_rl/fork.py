@@ -27,6 +27,7 @@ from typing import Any
 from .flags import add_options, from_args, option
 from .replay import ReplayError
 from .replay_cli import ForkLineage, OriginalRun, ServeSettings, check_env
+from .tokens import add_token_file
 from .values import LiveTuneError
 
 FORK_SOURCE = "fork"
@@ -121,9 +122,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--from", dest="checkpoint", required=True, metavar="CHECKPOINT",
                    help="its checkpoint: runs/<name>/checkpoints/<tag>, or the tag")
     add_options(p, ForkConfig)
-    p.add_argument("--token-file", default=None, metavar="FILE",
-                   help="require the bearer token in FILE (yours, mode 0600 or 0400); "
-                        "default: $LIVETUNE_TOKEN")
+    add_token_file(p)
     p.set_defaults(func=_main)
 
 

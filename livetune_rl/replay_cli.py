@@ -33,6 +33,7 @@ from typing import Any
 from .flags import add_options, from_args, option
 from .options import MAX_CALLS_PER_SECOND
 from .replay import ReplayError, ReplayPlan
+from .tokens import add_token_file
 from .train import TrainConfig
 from .values import LiveTuneError, Value
 
@@ -311,9 +312,7 @@ def add_parser(sub: Any) -> None:
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run to replay (runs/<name>)")
     add_options(p, ReplayConfig)
-    p.add_argument("--token-file", default=None, metavar="FILE",
-                   help="require the bearer token in FILE (yours, mode 0600 or 0400); "
-                        "default: $LIVETUNE_TOKEN")
+    add_token_file(p)
     p.set_defaults(func=_main)
 
 

@@ -21,6 +21,7 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 from .values import LiveTuneError
 
@@ -59,6 +60,18 @@ def read_token_file(path: str) -> str:
     if not token:
         raise TokenError(f"the token file {path} is empty")
     return token
+
+
+SERVE_TOKEN_HELP = ("require the bearer token in FILE (yours, mode 0600 or 0400); default: "
+                    "$LIVETUNE_TOKEN. The token is never written anywhere")
+"""The ``--token-file`` help of a command that serves a run."""
+
+
+def add_token_file(parser: Any, help: str = SERVE_TOKEN_HELP) -> None:
+    """Add ``--token-file FILE`` (read with :func:`token_from`) to an argparse parser or
+    argument group: how a command that serves or calls runs is given the token (a config
+    holds the token itself, never a flag)."""
+    parser.add_argument("--token-file", default=None, metavar="FILE", help=help)
 
 
 def token_from(argv_token: str | None, token_file: str | None, *,

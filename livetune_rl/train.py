@@ -33,6 +33,7 @@ from .journal import ChangeEvent
 from .options import MAX_CALLS_PER_SECOND
 from .private import write_private
 from .registry import Registry
+from .tokens import add_token_file
 from .values import LiveTuneError
 
 if TYPE_CHECKING:
@@ -188,9 +189,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an SB3 agent with live knobs (the main job)",
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_options(p, TrainConfig)
-    p.add_argument("--token-file", default=None, metavar="FILE",
-                   help="require the bearer token in FILE (yours, mode 0600 or 0400); "
-                        "default: $LIVETUNE_TOKEN. The token is never written anywhere")
+    add_token_file(p)
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
     p.add_argument("--no-token", action="store_true",
                    help="with --resume: serve without a token although the run required one")

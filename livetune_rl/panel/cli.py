@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from ..flags import add_options, from_args
+from ..tokens import add_token_file
 from .config import PanelConfig
 
 
@@ -26,9 +27,8 @@ def add_parser(sub: Any) -> None:
                                    "live curves and the journal. It talks to the runs over "
                                    "their gRPC API, as the other commands do.")
     add_options(p, PanelConfig)
-    p.add_argument("--token-file", default=None, metavar="FILE",
-                   help="the bearer token of your runs, in FILE (yours, mode 0600 or 0400); "
-                        "default: $LIVETUNE_TOKEN. The page then asks for it once")
+    add_token_file(p, "the bearer token of your runs, in FILE (yours, mode 0600 or 0400); "
+                      "default: $LIVETUNE_TOKEN. The page then asks for it once")
     p.set_defaults(func=_main)
 
 

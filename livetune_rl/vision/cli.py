@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..flags import add_options, from_args
-from ..tokens import token_from
+from ..tokens import add_token_file, token_from
 from ..values import LiveTuneError
 from .config import RUN, VisionConfig
 
@@ -39,9 +39,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     """A flag per :class:`VisionConfig` option, plus what only the command has: how the
     token is given (the config holds the token itself) and the phase file."""
     run = add_options(p, VisionConfig)[RUN]
-    run.add_argument("--token-file", default=None, metavar="FILE",
-                     help="require the bearer token in FILE (yours, mode 0600 or 0400); "
-                          "default: $LIVETUNE_TOKEN. The token is never written anywhere")
+    add_token_file(run)
     run.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: ps shows it
     run.add_argument("--phase-file", default=None,
                      help="append start-up phase timestamps as JSON lines (restart costs)")
