@@ -330,12 +330,14 @@ class LiveTrigger:
         """Fires not yet consumed by :meth:`fired`."""
         return self.fires - self.handled
 
-    def fired(self, *, step: int | None = None) -> bool:
-        """Consume one fire: True once per fire. Journals an ``applied`` record when True."""
+    def fired(self, *, step: int | None = None,
+              data: Mapping[str, Any] | None = None) -> bool:
+        """Consume one fire: True once per fire. Journals an ``applied`` record when True
+        (with ``data``, e.g. where in the loop it was handled)."""
         if self.handled >= self.fires:
             return False
         self.handled += 1
-        self.registry._record_handled(self, step)
+        self.registry._record_handled(self, step, data)
         return True
 
     def state(self) -> TriggerState:
@@ -606,11 +608,13 @@ class Registry:
             self._publish([event])
         return event
 
-    def _record_handled(self, trig: LiveTrigger, step: int | None) -> None:
+    def _record_handled(self, trig: LiveTrigger, step: int | None,
+                        data: Mapping[str, Any] | None = None) -> None:
         with self._lock:
             step = self.step if step is None else step
             event = ChangeEvent(self.version + 1, time.time(), "applied", trig.name, None,
-                                trig.handled, "training", step, trig.version)
+                                trig.handled, "training", step, trig.version,
+                                _jsonable(data or {}))
             self._record(event)
             self._publish([event])
 

@@ -4,9 +4,16 @@ A run's journal says, for every change the training loop put into effect, at whi
 (an ``applied`` record: ``step`` and ``applies``, the version of the set or fire it applied).
 :meth:`ReplayPlan.from_journal` turns that into a list of :class:`Change`: each set (with its
 value) or fire, the step it was applied at, and the original version it came from. A replay
-(``livetune replay``, or :class:`~livetune_rl.sb3.replay.ReplayCallback` in a script of yours)
-makes each change again, just before the same safe point at the same step, so the same code
-applies it; :mod:`livetune_rl.export` turns the same plan into schedules.
+(``livetune replay``; :class:`Replayer` inside any loop, and its SB3 form
+:class:`~livetune_rl.sb3.replay.ReplayCallback`) makes each change again, just before the same
+safe point at the same step, so the same code applies it; :mod:`livetune_rl.export` turns the
+same plan into schedules.
+
+A ``livetune train-vision`` run journals its safe points' ``epoch`` and ``iteration`` with
+each applied record (``step`` is its global iteration). Its first safe point of an epoch has
+the same step as the last one of the epoch before (no batch between them, but that epoch's
+evaluation and schedule step), so a vision change is placed by :attr:`Change.position`: its
+step, then its epoch.
 
 Only applied changes are in a plan: a set still pending when the run ended changed nothing
 (:attr:`ReplayPlan.unapplied` lists them). Several sets of one variable applied together (a
@@ -31,29 +38,33 @@ Example::
     ...     _ = f.write('{"v": 4, "t": 4.0, "ki')     # a torn last line
     >>> plan = ReplayPlan.from_journal(path)
     >>> plan.changes
-    (Change(step=512, name='lr', kind='set', value=0.01, version=2),)
+    (Change(step=512, name='lr', kind='set', value=0.01, version=2, epoch=None, iteration=None),)
     >>> plan.start_values, len(plan.warnings)
     ({'lr': 0.1}, 1)
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .journal import ChangeEvent, parse_line
 from .values import InvalidValueError, LiveTuneError, UnknownNameError, Value
 
 if TYPE_CHECKING:
-    from .registry import Registry
+    from .registry import Registry, Subscription
 
-RUN_SOURCES = frozenset({"resume"})
-"""Sources of sets the run makes itself from its settings (``livetune train --resume`` and
-``livetune fork`` restore a checkpoint's values): not in a plan, the replay makes them too."""
+RUN_SOURCES = frozenset({"resume", "command line", "lr_drop"})
+"""Sources of sets the run makes itself from its settings, not in a plan since the replay makes
+them too: ``resume`` (``livetune train --resume``, ``livetune fork`` and ``train-vision
+--resume`` restore a checkpoint's values), ``command line`` (``train-vision --set``) and
+``lr_drop`` (the learning rate a fired ``lr_drop`` of ``train-vision`` sets: the fire is in the
+plan)."""
 
 REPLAY_EVENT = "replay"
 """Name of the ``event`` records a replay journals: what it replays, and where it diverged."""
@@ -96,6 +107,29 @@ class Change:
     """the value set (None for a fire)"""
     version: int
     """the original journal version of the set or fire"""
+    epoch: int | None = None
+    """the epoch of the safe point (``train-vision``; None for SB3)"""
+    iteration: int | None = None
+    """the iteration within that epoch (``train-vision``; None for SB3)"""
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the change is made: ``(step, epoch)``, which orders the safe points of a
+        ``train-vision`` run (one with no epoch comes first at its step).
+
+        Example::
+
+            >>> end = Change(96, "lr", "set", 0.01, 5, epoch=2, iteration=48)
+            >>> start = Change(96, "lr", "set", 0.02, 6, epoch=3, iteration=0)
+            >>> end.position < start.position, Change(96, "stop", "fire", None, 7).position
+            (True, (96, -1))
+        """
+        return (self.step, -1 if self.epoch is None else self.epoch)
+
+    def where(self) -> str:
+        """``step N`` (and ``epoch E iteration I`` for a vision run), for messages."""
+        return f"step {self.step}" + ("" if self.epoch is None else
+                                      f" (epoch {self.epoch} iteration {self.iteration})")
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,8 @@ class ReplayPlan:
     :param unapplied: sets never applied (still pending when the original ended).
     :param end_step: where the plan was cut: ``until``, or the step a resumed run restarted
         from (its second ``start`` record); None when the whole journal was read.
+    :param start_data: the rest of the original's ``start`` record (``world_size`` for a
+        ``train-vision`` run).
     """
 
     changes: tuple[Change, ...]
@@ -117,6 +153,7 @@ class ReplayPlan:
     warnings: tuple[str, ...] = ()
     unapplied: tuple[Change, ...] = ()
     end_step: int | None = None
+    start_data: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_journal(cls, path: str | os.PathLike[str], *,
@@ -177,6 +214,143 @@ class ReplayPlan:
                 if name in values and values[name] != old}
 
 
+class Replayer:
+    """Makes the changes of a :class:`ReplayPlan` again, through a registry, as a training
+    loop reaches the positions the original made them at; notices a change from anyone else
+    and then stops (a new branch). Framework-free: the SB3 callback
+    (:class:`~livetune_rl.sb3.replay.ReplayCallback`) and the ``train-vision`` hook
+    (:class:`~livetune_rl.vision.replay.VisionReplay`) each call it from their loop.
+
+    Call :meth:`start` once the knobs are registered, then :meth:`advance` at every safe point,
+    *before* the loop reads its live values (so the change is applied by the same code, at the
+    same safe point, as in the original), and :meth:`end` when training ends. Each change is
+    journaled with the source ``replay of v<N>``.
+
+    :param registry: the registry of the loop that replays.
+    :param plan: the changes to make.
+    :param key: the position of a change, comparable with what :meth:`advance` is given
+        (default: its step, for loops whose step is the safe point's only coordinate).
+    :param say: called with a line for each change made and for a divergence (None: quiet).
+
+    Example::
+
+        >>> from livetune_rl import LiveVariable, Registry
+        >>> registry = Registry()
+        >>> lr = LiveVariable("lr", 0.1, registry=registry)
+        >>> replayer = Replayer(registry, ReplayPlan((Change(20, "lr", "set", 0.01, 4),)))
+        >>> replayer.start(0)
+        >>> for step in range(0, 40, 8):          # the loop's safe points
+        ...     replayer.advance(step)
+        ...     if lr.value != 0.1:
+        ...         break
+        >>> step, lr.value, lr.source, [c.version for c in replayer.late]
+        (24, 0.01, 'replay of v4', [4])
+        >>> replayer.end(24)
+    """
+
+    def __init__(self, registry: Registry, plan: ReplayPlan, *,
+                 key: Callable[[Change], Any] = operator.attrgetter("step"),
+                 say: Callable[[str], None] | None = None) -> None:
+        self.registry, self.plan, self.key, self.say = registry, plan, key, say
+        self.replayed = 0
+        """changes made again so far"""
+        self.late: list[Change] = []
+        """changes made after their position (the replay's safe points do not meet the
+        original's: another ``n_envs``, another batch size)"""
+        self.unchanged: list[Change] = []
+        """sets of the value the variable already held here (the start values differ)"""
+        self.diverged: ChangeEvent | None = None
+        """the first set or fire from outside the replay (None: none yet)"""
+        self.diverged_at: int | None = None
+        """the step at which the replay noticed it and stopped making the plan's changes"""
+        self.noticed: list[ChangeEvent] = []
+        """sets and fires from outside the replay, as the registry published them"""
+        self._index = 0
+        self._keys = [key(change) for change in plan.changes]
+        self._subscription: Subscription | None = None
+
+    @property
+    def done(self) -> bool:
+        """Every change made, or the replay diverged: nothing is left to do."""
+        return self._index >= len(self._keys) or self.diverged is not None
+
+    def next_key(self) -> Any:
+        """The position of the next change to make (None: none left)."""
+        return None if self.done else self._keys[self._index]
+
+    def start(self, step: int, *, until: int | None = None) -> None:
+        """Check the plan against the registry, listen for changes from outside and journal
+        what is replayed (``until``: how far).
+
+        :raises ReplayError: the plan names a knob or value this code does not accept.
+        """
+        self.plan.check(self.registry)
+        self._subscription = self.registry.subscribe(self._notice)
+        self.registry.record_event(REPLAY_EVENT, {
+            "of": self.plan.source, "changes": len(self.plan.changes), "until": until},
+            step=step)
+
+    def advance(self, here: Any, step: int | None = None) -> None:
+        """At the safe point ``here`` (comparable with ``key``; ``step``, default ``here``,
+        is what the journal records): diverge if someone else changed something, else make
+        every change due at or before ``here``."""
+        step = here if step is None else step
+        if self.noticed and self.diverged is None:
+            self._diverge(self.noticed[0], step)
+        if self.done:
+            return
+        changes, keys = self.plan.changes, self._keys
+        self.registry.step = step  # journaled with the step they arrive at
+        while self._index < len(keys) and keys[self._index] <= here:
+            change = changes[self._index]
+            self._index += 1
+            self._make(change, step, late=keys[self._index - 1] < here)
+
+    def end(self, step: int) -> None:
+        """Stop listening; journal what was replayed."""
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+        self.registry.record_event(REPLAY_EVENT, {
+            "replayed": self.replayed, "of": len(self.plan.changes),
+            "late": [c.version for c in self.late],
+            "unchanged": [c.version for c in self.unchanged],
+            "diverged_at": self.diverged_at}, step=step)
+
+    def _make(self, change: Change, step: int, *, late: bool) -> None:
+        source = replay_source(change.version)
+        if change.kind == "fire":
+            self.registry.fire(change.name, source=source)
+        else:
+            (event,) = self.registry.set({change.name: change.value}, source=source)
+            if event.unchanged:
+                self.unchanged.append(change)
+        self.replayed += 1
+        if late:
+            self.late.append(change)
+        if self.say is not None:
+            self.say(f"livetune: replay: step {step}: {change.kind} {change.name}"
+                     + ("" if change.kind == "fire" else f" = {change.value!r}")
+                     + f" (original v{change.version}, {change.where()})")
+
+    def _notice(self, event: ChangeEvent) -> None:
+        """Subscriber (on the writer's thread, quick): remember changes made by others (not
+        the replay's, nor the run's own: a fired ``lr_drop``'s set)."""
+        if (event.kind in ("set", "fire") and event.source not in RUN_SOURCES
+                and replayed_version(event.source) is None):
+            self.noticed.append(event)
+
+    def _diverge(self, event: ChangeEvent, step: int) -> None:
+        self.diverged, self.diverged_at = event, step
+        self.registry.record_event(REPLAY_EVENT, {
+            "diverged": True, "by": event.source, "name": event.name, "version": event.v,
+            "replayed": self.replayed, "left": len(self.plan.changes) - self._index},
+            step=step)
+        if self.say is not None:
+            self.say(f"livetune: replay: diverged at step {step}: {event.kind} {event.name} "
+                     f"by {event.source}; the original's later changes are not made")
+
+
 def _read(path: str | os.PathLike[str], warnings: list[str]) -> list[ChangeEvent]:
     try:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -227,7 +401,7 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
                                 "version (a journal of another livetune version?); not "
                                 "replayed")
                 continue
-            if until is not None and event.step > until:
+            if until is not None and _after(event, until):
                 end_step = until  # left out, and so are the sets it would have taken
                 continue
             if event.applies in made_by_run:
@@ -244,21 +418,37 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
             + ", ".join(f"{c.name} v{c.version}" for c in unapplied)
             + "); they changed nothing and are not replayed")
     values = dict(start.data.get("values") or {}) if start is not None else {}
-    changes.sort(key=lambda c: c.step)  # stable: version order within a step
-    return ReplayPlan(tuple(changes), values, source, tuple(warnings), unapplied, end_step)
+    rest = {k: v for k, v in start.data.items() if k != "values"} if start is not None else {}
+    changes.sort(key=lambda c: c.position)  # stable: version order within a safe point
+    return ReplayPlan(tuple(changes), values, source, tuple(warnings), unapplied, end_step,
+                      rest)
+
+
+def _after(event: ChangeEvent, until: int) -> bool:
+    """Whether an ``applied`` record is past where a replay ``until`` ends: a later step; or,
+    in a ``train-vision`` run, the first safe point of an epoch at ``until`` itself, since the
+    epoch before ended with a safe point of the same step, where the replay stops."""
+    assert event.step is not None
+    if event.step != until:
+        return event.step > until
+    epoch = event.data.get("epoch")
+    return isinstance(epoch, int) and epoch > 0 and event.data.get("iteration") == 0
 
 
 def _applied(event: ChangeEvent, pending: dict[str, list[ChangeEvent]],
              fires: dict[int, ChangeEvent], warnings: list[str]) -> list[Change]:
     """The changes one ``applied`` record put into effect (a fire, or the sets it took)."""
     assert event.step is not None and event.applies is not None
+    epoch, iteration = event.data.get("epoch"), event.data.get("iteration")
+    where = {"epoch": int(epoch), "iteration": int(iteration or 0)} \
+        if isinstance(epoch, int) else {}
     fire = fires.pop(event.applies, None)
     if fire is not None:
-        return [Change(event.step, event.name, "fire", None, fire.v)]
+        return [Change(event.step, event.name, "fire", None, fire.v, **where)]
     sets = pending.get(event.name, [])
     taken = [s for s in sets if s.v <= event.applies]
     pending[event.name] = [s for s in sets if s.v > event.applies]
     if not taken:
         warnings.append(f"v{event.v}: {event.name} applied version {event.applies}, which the "
                         "journal does not hold (a lost line?); not replayed")
-    return [Change(event.step, event.name, "set", s.new, s.v) for s in taken]
+    return [Change(event.step, event.name, "set", s.new, s.v, **where) for s in taken]

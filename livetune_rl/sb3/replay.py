@@ -31,14 +31,13 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from ..journal import ChangeEvent
-from ..registry import Registry, Subscription
-from ..replay import REPLAY_EVENT, Change, ReplayPlan, replay_source, replayed_version
-
-_NEVER = sys.maxsize
+from ..registry import Registry
+from ..replay import Change, Replayer, ReplayPlan
 
 
 class ReplayCallback(BaseCallback):
-    """Re-applies a :class:`~livetune_rl.replay.ReplayPlan` at the steps it names.
+    """Re-applies a :class:`~livetune_rl.replay.ReplayPlan` at the steps it names (a
+    :class:`~livetune_rl.replay.Replayer` called at every step).
 
     .. warning::
 
@@ -80,89 +79,56 @@ class ReplayCallback(BaseCallback):
         self.registry = registry
         self.plan = plan
         self.until = until
-        self.replayed = 0
+        self.replayer = Replayer(registry, plan, say=print if verbose else None)
+        """does the work; its counts are this callback's"""
+        self._next = -1
+        self._stop_at = sys.maxsize if until is None else until
+
+    @property
+    def replayed(self) -> int:
         """changes made again so far"""
-        self.late: list[Change] = []
+        return self.replayer.replayed
+
+    @property
+    def late(self) -> list[Change]:
         """changes made after their step (the replay's steps do not meet the original's)"""
-        self.unchanged: list[Change] = []
+        return self.replayer.late
+
+    @property
+    def unchanged(self) -> list[Change]:
         """sets of the value the variable already held here (the start values differ)"""
-        self.diverged: ChangeEvent | None = None
+        return self.replayer.unchanged
+
+    @property
+    def diverged(self) -> ChangeEvent | None:
         """the first set or fire from outside the replay (None: none yet)"""
-        self.diverged_at: int | None = None
+        return self.replayer.diverged
+
+    @property
+    def diverged_at(self) -> int | None:
         """the step at which the replay noticed it and stopped making the plan's changes"""
-        self._index = 0
-        self._next_step = plan.changes[0].step if plan.changes else _NEVER
-        self._stop_at = _NEVER if until is None else until
-        self._outside: list[ChangeEvent] = []
-        self._subscription: Subscription | None = None
+        return self.replayer.diverged_at
 
     # ----------------------------------------------------------------- SB3 hooks
     def _on_training_start(self) -> None:
-        self.plan.check(self.registry)  # every callback is initialised (knobs registered)
-        self._subscription = self.registry.subscribe(self._notice)
-        self.registry.record_event(REPLAY_EVENT, {
-            "of": self.plan.source, "changes": len(self.plan.changes), "until": self.until},
-            step=self.num_timesteps)
-        self._make_due()  # changes applied when the original started (step 0)
+        # every callback is initialised here: the knobs are registered
+        self.replayer.start(self.num_timesteps, until=self.until)
+        self._advance()  # changes applied when the original started (step 0)
 
     def _on_step(self) -> bool:
-        if self._outside and self.diverged is None:
-            self._diverge(self._outside[0])
-        if self.num_timesteps >= self._next_step:
-            self._make_due()
+        replayer = self.replayer
+        if self.num_timesteps >= self._next or (replayer.noticed and replayer.diverged is None):
+            self._advance()
         return self.num_timesteps < self._stop_at
 
     def _on_training_end(self) -> None:
-        if self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
-        self.registry.record_event(REPLAY_EVENT, {
-            "replayed": self.replayed, "of": len(self.plan.changes),
-            "late": [c.version for c in self.late],
-            "unchanged": [c.version for c in self.unchanged],
-            "diverged_at": self.diverged_at}, step=self.num_timesteps)
+        self.replayer.end(self.num_timesteps)
 
-    # ----------------------------------------------------------------- the changes
-    def _make_due(self) -> None:
-        changes = self.plan.changes
-        step = self.registry.step = self.num_timesteps  # journaled with the step they arrive
-        while self._index < len(changes) and changes[self._index].step <= step:
-            change = changes[self._index]
-            self._index += 1
-            self._make(change, step)
-        self._next_step = changes[self._index].step if self._index < len(changes) else _NEVER
-
-    def _make(self, change: Change, step: int) -> None:
-        source = replay_source(change.version)
-        if change.kind == "fire":
-            self.registry.fire(change.name, source=source)
-        else:
-            (event,) = self.registry.set({change.name: change.value}, source=source)
-            if event.unchanged:
-                self.unchanged.append(change)
-        self.replayed += 1
-        if change.step < step:
-            self.late.append(change)
-        if self.verbose:
-            print(f"livetune: replay: step {step}: {change.kind} {change.name}"
-                  + ("" if change.kind == "fire" else f" = {change.value!r}")
-                  + f" (original v{change.version}, step {change.step})")
-
-    def _notice(self, event: ChangeEvent) -> None:
-        """Subscriber (on the writer's thread, quick): remember changes made by others."""
-        if event.kind in ("set", "fire") and replayed_version(event.source) is None:
-            self._outside.append(event)
-
-    def _diverge(self, event: ChangeEvent) -> None:
-        self.diverged, self.diverged_at = event, self.num_timesteps
-        self._next_step = _NEVER  # a new branch: the original's later changes are not made
-        self.registry.record_event(REPLAY_EVENT, {
-            "diverged": True, "by": event.source, "name": event.name, "version": event.v,
-            "replayed": self.replayed, "left": len(self.plan.changes) - self._index},
-            step=self.num_timesteps)
-        if self.verbose:
-            print(f"livetune: replay: diverged at step {self.num_timesteps}: {event.kind} "
-                  f"{event.name} by {event.source}; the original's later changes are not made")
+    def _advance(self) -> None:
+        replayer = self.replayer
+        replayer.advance(self.num_timesteps)  # or diverge: then nothing is left to make
+        following = replayer.next_key()
+        self._next = sys.maxsize if following is None else following
 
 
 class StartValuesCallback(BaseCallback):

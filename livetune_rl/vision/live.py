@@ -345,7 +345,7 @@ class LiveControl:
             self._handled[name] += count
             if self.registry is not None:
                 for _ in range(count):
-                    self.triggers[name].fired(step=step)
+                    self.triggers[name].fired(step=step, data=where)
             actions.fires[name] = count
         for _ in range(actions.lr_drops):
             self._drop_lr(step, where, actions)
