@@ -186,19 +186,31 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.ray:
         return _ray_runs_table(args)
     from . import discovery
+    from .lineage import Lineage
 
     runs = discovery.list_runs()
+    # a run directory's config.json says where the run comes from (replay, fork)
+    lineages = [Lineage.of_run(os.path.dirname(r.journal)) if r.journal else None
+                for r in runs]
     if args.json:
         _print_json([{"run": r.run, "address": r.address, "pid": r.pid, "started": r.started,
                       "uptime": r.uptime, "journal": r.journal,
-                      "token_required": r.token_required, "tls": r.tls} for r in runs])
+                      "token_required": r.token_required, "tls": r.tls,
+                      "lineage": None if lineage is None else lineage.to_data()}
+                     for r, lineage in zip(runs, lineages, strict=True)])
         return 0
     if not runs:
         print("no live runs on this machine")
         return 0
-    print(_table([[r.run, r.address, str(r.pid), _duration(r.uptime),
-                   ("token " if r.token_required else "") + ("tls" if r.tls else "")]
-                  for r in runs], ["RUN", "ADDRESS", "PID", "UPTIME", "AUTH"]))
+    rows = [[r.run, r.address, str(r.pid), _duration(r.uptime),
+             ("token " if r.token_required else "") + ("tls" if r.tls else "")]
+            for r in runs]
+    header = ["RUN", "ADDRESS", "PID", "UPTIME", "AUTH"]
+    if any(lineages):  # a column only when a run replays or forks another
+        for row, lineage in zip(rows, lineages, strict=True):
+            row.append("-" if lineage is None else lineage.describe())
+        header.append("LINEAGE")
+    print(_table(rows, header))
     return 0
 
 

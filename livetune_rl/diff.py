@@ -49,7 +49,7 @@ class Divergence:
 
 
 def _same(a: Change, b: Change) -> bool:
-    return (a.step, a.kind, a.name, a.value) == (b.step, b.kind, b.name, b.value)
+    return (a.position, a.kind, a.name, a.value) == (b.position, b.kind, b.name, b.value)
 
 
 def first_divergence(a: ReplayPlan, b: ReplayPlan) -> Divergence | None:
@@ -67,7 +67,7 @@ def first_divergence(a: ReplayPlan, b: ReplayPlan) -> Divergence | None:
 
 def history(run: OriginalRun) -> ReplayPlan:
     """The changes that made ``run``: for a fork, its parent's (as far as they made the
-    checkpoint it started from, :attr:`~livetune_rl.replay_cli.ForkLineage.parent_until`)
+    checkpoint it started from, :attr:`~livetune_rl.lineage.ForkLineage.parent_until`)
     first, then its own.
 
     :raises ReplayError: a fork whose parent cannot be read any more.
@@ -94,8 +94,9 @@ class RunDiff:
         """Compare two runs read with :meth:`OriginalRun.read
         <livetune_rl.replay_cli.OriginalRun.read>`."""
         left, right = dataclasses.asdict(a.config), dataclasses.asdict(b.config)
-        settings = {name: (left[name], right[name]) for name in left
-                    if name not in SERVING and left[name] != right[name]}
+        names = [*left, *(name for name in right if name not in left)]  # train vs vision
+        settings = {name: (left.get(name), right.get(name)) for name in names
+                    if name not in SERVING and left.get(name) != right.get(name)}
         return cls(settings, first_divergence(history(a), history(b)))
 
 
@@ -104,14 +105,15 @@ def _change(change: Change | None) -> str:
         return "no more changes"
     what = f"fire {change.name}" if change.kind == "fire" else \
         f"set {change.name} = {change.value!r}"
-    return f"{what} at step {change.step} (v{change.version})"
+    return f"{what} at {change.where()} (v{change.version})"
 
 
 def add_parser(sub: Any) -> None:
     """Add ``diff`` to the ``livetune`` subcommands."""
     p = sub.add_parser("diff", help="training settings that differ between two runs, and the "
                                     "first step at which their changes diverge",
-                       description="compare two livetune train run directories")
+                       description="compare two livetune train or train-vision run "
+                                   "directories")
     p.add_argument("run_a", metavar="RUN_A", help="a run directory (runs/<name>)")
     p.add_argument("run_b", metavar="RUN_B", help="another run directory")
     p.set_defaults(func=_main)

@@ -327,6 +327,12 @@ def _main(args: argparse.Namespace) -> int:
         original = OriginalRun.read(args.run_dir)
     except LiveTuneError as exc:
         raise SystemExit(f"livetune: error: {exc}") from None
+    if original.vision:
+        raise SystemExit(
+            f"livetune: error: {original.path} is a train-vision run; export writes the "
+            "schedules of livetune train runs for SB3. livetune history --file "
+            f"{original.path}/journal.jsonl lists its changes, each applied record with "
+            "its epoch and iteration")
     for warning in (*original.warnings, *original.plan.warnings):
         print(f"livetune: export: warning: {warning}", file=sys.stderr)
     text = Export.from_run(original).render(args.format)

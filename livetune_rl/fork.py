@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from .flags import add_options, from_args, option
+from .lineage import ForkLineage
 from .replay import ReplayError
-from .replay_cli import ForkLineage, OriginalRun, ServeSettings, check_env
+from .replay_cli import OriginalRun, ServeSettings, check_env
 from .tokens import add_token_file
 from .values import LiveTuneError
 
@@ -83,6 +84,12 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
         refuses (raised before training; the fork's directory is then removed).
     """
     parent = OriginalRun.read(config.run_dir)
+    if parent.vision:
+        raise ReplayError(
+            f"{parent.path} is a train-vision run; fork starts livetune train runs. Start a "
+            "vision run from a checkpoint with livetune train-vision --resume "
+            f"{parent.path}/checkpoints/<tag>.pt --run-name NEW --set NAME=VALUE (its "
+            "config.json then records no lineage)")
     checkpoint = find_checkpoint(parent.path, config.checkpoint)
     step = int(json.loads((checkpoint / "live_values.json").read_text())["num_timesteps"])
     check_env(parent.config.env)

@@ -1,8 +1,11 @@
-"""``livetune replay RUN_DIR``: rerun a ``livetune train`` run, with every change it was given.
+"""``livetune replay RUN_DIR``: rerun a ``livetune train`` or ``livetune train-vision`` run,
+with every change it was given.
 
 The replay trains a new run from the original's ``config.json`` (same algorithm, env, seed,
-number and kind of envs, hyperparameters) and makes every change of its journal again at the
-step the original applied it (:class:`~livetune_rl.sb3.replay.ReplayCallback`). It writes a
+number and kind of envs, hyperparameters; for a vision run the same model, data, batch size,
+schedule and seed) and makes every change of its journal again at the step the original applied
+it (:class:`~livetune_rl.sb3.replay.ReplayCallback`; for a vision run at the same epoch and
+iteration, :class:`~livetune_rl.vision.replay.VisionReplay`). It writes a
 new run directory next to the original (nothing in the original's is ever written) whose
 ``config.json`` names the original under ``lineage`` and whose journal names, for each set or
 fire, the original version it came from. The replay is live like any run: a change you make
@@ -28,19 +31,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .flags import add_options, from_args, option
+from .lineage import ForkLineage, Lineage
 from .options import MAX_CALLS_PER_SECOND
-from .replay import ReplayError, ReplayPlan
+from .replay import Replayer, ReplayError, ReplayPlan
 from .tokens import add_token_file
 from .train import TrainConfig
 from .values import LiveTuneError, Value
+from .vision.config import VisionConfig
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 log = logging.getLogger(__name__)
 
 _NOT_SETTINGS = {"token_required", "lineage"}
-"""Keys of a ``config.json`` that are not :class:`TrainConfig` fields."""
+"""Keys of a ``config.json`` that are not settings (fields of its config class)."""
+
+RunConfig = TrainConfig | VisionConfig
+"""The settings of a run directory: ``livetune train``'s or ``livetune train-vision``'s."""
 
 
 @dataclass(kw_only=True)  # keyword-only: a command's own fields stay positional, first
@@ -57,12 +68,16 @@ class ServeSettings:
         "%(default)g; 0: no pacing)", metavar="N")
     token: str | None = None  # never written anywhere
 
-    def onto(self, config: TrainConfig, **changes: Any) -> TrainConfig:
-        """``config`` served as these settings say (and with ``changes``)."""
+    def onto(self, config: RunConfig, **changes: Any) -> RunConfig:
+        """``config`` (a ``livetune train`` or ``train-vision`` run's) served as these
+        settings say (and with ``changes``)."""
+        serve = {"bind": self.bind, "token": self.token, "progress": self.progress,
+                 "serve_process": self.serve_process,
+                 "max_calls_per_second": self.max_calls_per_second,
+                 "livetune_port": None}  # the original's compat port would be taken
+        names = {f.name for f in dataclasses.fields(config)}
         return dataclasses.replace(
-            config, bind=self.bind, token=self.token, progress=self.progress,
-            serve_process=self.serve_process, max_calls_per_second=self.max_calls_per_second,
-            livetune_port=None, **changes)
+            config, **{k: v for k, v in serve.items() if k in names}, **changes)
 
 
 @dataclass
@@ -78,66 +93,42 @@ class ReplayConfig(ServeSettings):
                                         "<original>-replay-<time>)")
     runs_root: str | None = option(None, "the replay's run directory goes here (default: next "
                                          "to the original's)")
-    until: int | None = option(None, "replay up to the first env step at or after STEP, then "
-                                     "write the final checkpoint and end (default: the "
-                                     "original's whole budget)", metavar="STEP")
-
-
-@dataclass(frozen=True)
-class ForkLineage:
-    """Where a fork (``livetune fork``) comes from, as its ``config.json`` holds it under
-    ``lineage``.
-
-    :param fork_of: the parent's run directory.
-    :param checkpoint: the parent's checkpoint the fork started from.
-    :param step: that checkpoint's ``num_timesteps``.
-    :param values: the values the fork was started with (``--set``).
-    """
-
-    fork_of: str
-    checkpoint: str
-    step: int
-    values: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def parent_until(self) -> int | None:
-        """How far the parent's changes made the fork's start: a checkpoint taken while the
-        parent trained (``step_N``, a fired one) was written at the env step ``N``, before
-        that step's rollout end, so up to ``N``; its ``final`` one after the last update, so
-        all of them (None)."""
-        return None if Path(self.checkpoint).name == "final" else self.step
-
-    @classmethod
-    def from_data(cls, data: Any) -> ForkLineage | None:
-        """The lineage ``config.json`` holds (None: not a fork)."""
-        if not isinstance(data, dict) or "fork_of" not in data:
-            return None
-        return cls(str(data["fork_of"]), str(data["checkpoint"]), int(data["step"]),
-                   dict(data.get("values") or {}))
+    until: int | None = option(None, "replay up to the first step (env step; train-vision: "
+                                     "iteration) at or after STEP, then write the final "
+                                     "checkpoint and end (default: the original's whole "
+                                     "budget)", metavar="STEP")
 
 
 @dataclass(frozen=True)
 class OriginalRun:
-    """A ``livetune train`` run directory, read for a replay (nothing in it is written).
+    """A ``livetune train`` or ``train-vision`` run directory, read for a replay (nothing in
+    it is written).
 
     :param path: the run directory.
-    :param config: its settings (``config.json``).
+    :param config: its settings (``config.json``): a :class:`TrainConfig`, or a
+        :class:`~livetune_rl.vision.config.VisionConfig` for a ``train-vision`` run.
     :param plan: the changes of its journal.
     :param warnings: what in ``config.json`` did not match this version of livetune.
     :param fork: where the run was forked from (None: not a fork).
     """
 
     path: Path
-    config: TrainConfig
+    config: RunConfig
     plan: ReplayPlan
     warnings: tuple[str, ...] = ()
     fork: ForkLineage | None = None
+
+    @property
+    def vision(self) -> bool:
+        """A ``train-vision`` run (its steps are iterations, placed by epoch too)."""
+        return isinstance(self.config, VisionConfig)
 
     @classmethod
     def read(cls, run_dir: str | Path, *, until: int | None = None) -> OriginalRun:
         """Read ``run_dir/config.json`` and ``run_dir/journal.jsonl``.
 
-        :param run_dir: a directory ``livetune train`` made (``runs/<name>``).
+        :param run_dir: a directory ``livetune train`` or ``train-vision`` made
+            (``runs/<name>``).
         :param until: keep only the changes applied at or before this step.
         :raises ReplayError: not such a directory, or a config this livetune cannot run.
         """
@@ -147,15 +138,22 @@ class OriginalRun:
             data = json.loads(config_path.read_text())
         except FileNotFoundError:
             raise ReplayError(f"no config.json in {path}: livetune replay reruns a run "
-                              "directory made by livetune train (runs/<name>)") from None
+                              "directory made by livetune train or train-vision "
+                              "(runs/<name>)") from None
         except ValueError as exc:
             raise ReplayError(f"{config_path} is not JSON ({exc}); it cannot be replayed") \
                 from None
-        if not isinstance(data, dict) or "algo" not in data:
+        kind: type[TrainConfig] | type[VisionConfig]
+        if isinstance(data, dict) and "algo" in data:
+            kind = TrainConfig
+        elif isinstance(data, dict) and "arch" in data and "dataset" in data:
+            kind = VisionConfig
+        else:
             raise ReplayError(
-                f"{config_path} is not the config of a livetune train run (it names no algo; "
-                "a train-vision run?): replay reruns livetune train runs, see docs/replay.md")
-        fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"token"}
+                f"{config_path} is not the config of a livetune train run (it names no algo) "
+                "nor of a train-vision run (no arch and dataset): replay reruns those, see "
+                "docs/replay.md")
+        fields = {f.name for f in dataclasses.fields(kind)} - {"token"}
         unknown = sorted(set(data) - fields - _NOT_SETTINGS)
         missing = sorted(fields - set(data))
         warnings = []
@@ -169,7 +167,7 @@ class OriginalRun:
         if "reward_bounds" in settings:
             settings["reward_bounds"] = tuple(settings["reward_bounds"])
         try:
-            config = TrainConfig(**settings)
+            config = kind(**settings)
         except TypeError as exc:
             raise ReplayError(f"{config_path}: {exc}") from None
         plan = ReplayPlan.from_journal(path / "journal.jsonl", until=until)
@@ -245,21 +243,20 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
     :raises ReplayError: a run that cannot be replayed; raised before training starts, and
         the replay's directory is then removed.
     """
-    from .sb3.replay import ReplayCallback
-    from .train import train
-
     if original is None:
         original = OriginalRun.read(config.run_dir, until=config.until)
         for warning in (*original.warnings, *original.plan.warnings):
             log.warning("livetune: replay: %s", warning)
-    check_env(original.config.env)
+    if isinstance(original.config, TrainConfig):
+        check_env(original.config.env)
+    else:
+        check_ranks(original.plan)
     name = config.run_name or (
         f"{original.path.name}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
     root = Path(config.runs_root) if config.runs_root is not None else original.path.parent
     run_dir = root / name
     existed = run_dir.exists()
-    lineage: dict[str, Any] = {"replay_of": str(original.path.resolve()),
-                               "until": config.until}
+    lineage = Lineage(str(original.path.resolve()), config.until)
     parent: ReplayResult | None = None
     start: Path | None = None
     if original.fork is not None:  # the parent up to the fork point, then the fork from there
@@ -267,29 +264,82 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
             raise ReplayError(f"the run directory {run_dir} already exists; pick another "
                               "--run-name")
         parent, start = _replay_parent(config, original.fork, name, root)
-        lineage.update(dataclasses.asdict(ForkLineage(
+        lineage = dataclasses.replace(lineage, fork=ForkLineage(
             str(parent.run_dir.resolve()), str(start.resolve()), original.fork.step,
-            original.fork.values)))
-    settings = config.onto(original.config, run_name=name, runs_root=str(root),
-                           resume=None if start is None else str(start))
+            original.fork.values))
     from .registry import Registry
 
     registry = Registry()
-    callback = ReplayCallback(registry, original.plan, until=config.until, verbose=1)
     started = time.perf_counter()
     try:
-        model = train(settings, registry=registry, callbacks=[callback], lineage=lineage)
-    except ReplayError:
-        if not existed and run_dir.is_dir() and callback.replayed == 0:
+        if isinstance(original.config, TrainConfig):
+            model, replayer = _train_replay(
+                config.onto(original.config, run_name=name, runs_root=str(root),
+                            resume=None if start is None else str(start)),
+                registry, original.plan, config.until, lineage.to_data())
+        else:
+            model, replayer = _vision_replay(
+                config.onto(original.config, run_name=name, runs_root=str(root), resume=None,
+                            max_seconds=0.0,  # its stop, if it fired, is in the plan
+                            max_steps=_min_steps(original.config.max_steps, config.until)),
+                registry, original.plan, config.until, lineage.to_data())
+    except ReplayError:  # raised before training starts (the plan or the data refused)
+        if not existed and run_dir.is_dir():
             shutil.rmtree(run_dir)  # ours, made by this call: nothing was trained in it
         raise
     seconds = time.perf_counter() - started
-    # both start records are written at the same point of train(): after the knobs are
+    # both start records are written at the same point of training: after the knobs are
     # registered, before anything is set
     here = ReplayPlan.from_journal(run_dir / "journal.jsonl").start_values
-    return ReplayResult(model, run_dir, original, callback.replayed, len(callback.late),
-                        len(callback.unchanged), callback.diverged_at, seconds, parent,
+    return ReplayResult(model, run_dir, original, replayer.replayed, len(replayer.late),
+                        len(replayer.unchanged), replayer.diverged_at, seconds, parent,
                         original.plan.start_mismatches(here))
+
+
+def _train_replay(settings: TrainConfig, registry: Registry, plan: ReplayPlan, until: int | None,
+                  lineage: Mapping[str, Any]) -> tuple[Any, Replayer]:
+    """Train ``settings`` (``livetune train``) making ``plan``'s changes again."""
+    from .sb3.replay import ReplayCallback
+    from .train import train
+
+    callback = ReplayCallback(registry, plan, until=until, verbose=1)
+    model = train(settings, registry=registry, callbacks=[callback], lineage=lineage)
+    return model, callback.replayer
+
+
+def _vision_replay(settings: VisionConfig, registry: Registry, plan: ReplayPlan,
+                   until: int | None, lineage: Mapping[str, Any]) -> tuple[Any, Replayer]:
+    """Train ``settings`` (``livetune train-vision``) making ``plan``'s changes again."""
+    from .vision.replay import VisionReplay
+    from .vision.train import Trainer
+
+    callback = VisionReplay(registry, plan, until=until, verbose=1)
+    try:
+        trainer = Trainer(settings, registry=registry, callbacks=[callback], lineage=lineage)
+    except (FileNotFoundError, ValueError) as exc:  # the data, most often
+        raise ReplayError(f"the run cannot be set up again here: {exc}") from None
+    trainer.run()
+    return trainer.model, callback.replayer
+
+
+def _min_steps(max_steps: int, until: int | None) -> int:
+    """``--max-steps`` of a vision replay: the original's, or ``until`` if sooner (0: none)."""
+    if until is None:
+        return max_steps
+    return until if not max_steps else min(max_steps, until)
+
+
+def check_ranks(plan: ReplayPlan) -> None:
+    """Refuse a ``train-vision`` run that trained on several ranks (``torchrun``).
+
+    :raises ReplayError: naming the number of ranks.
+    """
+    world = plan.start_data.get("world_size", 1)
+    if isinstance(world, int) and world > 1:
+        raise ReplayError(
+            f"the run trained on {world} ranks (torchrun); livetune replay trains in one "
+            "process, where every batch and so every step would differ: replaying DDP runs "
+            "is not supported (docs/replay.md)")
 
 
 def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str,
@@ -307,8 +357,8 @@ def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str,
 
 def add_parser(sub: Any) -> None:
     """Add ``replay`` to the ``livetune`` subcommands."""
-    p = sub.add_parser("replay", help="rerun a livetune train run with every change it was "
-                                      "given, at the same steps",
+    p = sub.add_parser("replay", help="rerun a livetune train or train-vision run with "
+                                      "every change it was given, at the same steps",
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run to replay (runs/<name>)")
     add_options(p, ReplayConfig)

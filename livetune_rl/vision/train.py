@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -162,9 +162,10 @@ def saved_config(config: VisionConfig) -> dict[str, Any]:
     return data
 
 
-def _make_run_dir(run_dir: Path, config: VisionConfig) -> None:
+def _make_run_dir(run_dir: Path, config: VisionConfig,
+                  lineage: Mapping[str, Any] | None = None) -> None:
     """A new private run directory (an existing one is refused unless resuming) and its
-    ``config.json`` (0600, never through a link)."""
+    ``config.json`` (0600, never through a link; ``lineage`` under ``"lineage"``)."""
     if config.resume and run_dir.exists():
         ensure_private_dir(run_dir)
         try:
@@ -185,15 +186,50 @@ def _make_run_dir(run_dir: Path, config: VisionConfig) -> None:
                 f"the run directory {run_dir} already exists; livetune never writes into a "
                 "run it did not start: pick another --run-name, or continue that run with "
                 f"--resume {run_dir}/checkpoints/last.pt") from None
-    write_private(run_dir / "config.json", json.dumps(saved_config(config), indent=2))
+    data = saved_config(config)
+    if lineage is not None:
+        data["lineage"] = dict(lineage)
+    write_private(run_dir / "config.json", json.dumps(data, indent=2))
 
 
 def _run_name(config: VisionConfig) -> str:
     return config.run_name or f"{config.arch}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+class TrainerCallback:
+    """A hook into a :class:`Trainer`'s loop, in the manner of SB3's ``BaseCallback``:
+    override the methods you need (each does nothing here) and pass instances as
+    ``Trainer(config, callbacks=[...])``, called in their order.
+
+    Example::
+
+        >>> class Count(TrainerCallback):
+        ...     def __init__(self) -> None:
+        ...         self.safe_points = 0
+        ...     def on_safe_point(self, trainer: Trainer) -> None:
+        ...         self.safe_points += 1
+        >>> count = Count()
+        >>> _ = train(VisionConfig(dataset="fake", arch="vgg11", width=0.125,  # doctest: +SKIP
+        ...                        epochs=1, serve=False), callbacks=[count])
+        >>> count.safe_points                                                  # doctest: +SKIP
+        18
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first safe point: the knobs are registered, the server is up."""
+
+    def on_safe_point(self, trainer: Trainer) -> None:
+        """At every safe point, before the loop reads its live values (``trainer.pos``: the
+        epoch, the iteration within it and the global step). A set or fire made here is
+        applied at this safe point."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last safe point, before the stop checkpoint and final evaluation."""
+
+
 def train(config: VisionConfig, *, registry: Registry | None = None,
-          phase: Phase | None = None) -> TrainResult:
+          phase: Phase | None = None, callbacks: Sequence[TrainerCallback] = (),
+          lineage: Mapping[str, Any] | None = None) -> TrainResult:
     """Train as ``config`` says; returns when the epochs are done or ``stop`` fires.
 
     Args:
@@ -202,8 +238,12 @@ def train(config: VisionConfig, *, registry: Registry | None = None,
             ``"checkpoint_load"`` (when resuming), ``"serve"`` (gRPC server and TensorBoard
             writer up), ``"loader_warmup"`` (first batch fetched) and ``"first_step"`` as
             start-up reaches them (restart-cost measurements).
+        callbacks: hooks into the loop (:class:`TrainerCallback`).
+        lineage: where this run comes from (the run it replays), written to
+            ``config.json`` under ``"lineage"``.
     """
-    return Trainer(config, registry=registry, phase=phase).run()
+    return Trainer(config, registry=registry, phase=phase, callbacks=callbacks,
+                   lineage=lineage).run()
 
 
 class Trainer:
@@ -216,11 +256,16 @@ class Trainer:
     :param config: the run's settings.
     :param registry: the registry to put the knobs in on rank 0 (default: a new one).
     :param phase: told the name of each start-up phase as it is reached (see :func:`train`).
+    :param callbacks: hooks into the loop (:class:`TrainerCallback`), called in order.
+    :param lineage: where this run comes from, written to ``config.json`` (see :func:`train`).
     """
 
     def __init__(self, config: VisionConfig, *, registry: Registry | None = None,
-                 phase: Phase | None = None) -> None:
+                 phase: Phase | None = None, callbacks: Sequence[TrainerCallback] = (),
+                 lineage: Mapping[str, Any] | None = None) -> None:
         self.config = config
+        self.callbacks = tuple(callbacks)
+        self.lineage = lineage
         self.started = time.time()
         self.mark: Phase = phase or (lambda name: None)
         self.rank, self.world = init_distributed()
@@ -248,7 +293,7 @@ class Trainer:
             torch.cuda.set_device(device)
         self.run_dir = Path(config.runs_root) / _run_name(config)
         if self.primary:
-            _make_run_dir(self.run_dir, config)
+            _make_run_dir(self.run_dir, config, self.lineage)
         self.data = build_datasets(
             config.dataset, config.data_root, image_size=config.image_size,
             augment=config.augment, train_size=config.train_size, val_size=config.val_size,
@@ -405,6 +450,12 @@ class Trainer:
         """Train epoch by epoch until the epochs are done, ``stop`` fires, ``--max-steps``
         or ``--max-seconds`` is reached, or Ctrl-C; then end the run (:meth:`_finish`)."""
         try:
+            for callback in self.callbacks:
+                callback.on_train_start(self)
+        except BaseException:
+            self._close()
+            raise
+        try:
             self.model.train()
             while self.pos.epoch < self.config.epochs and self.stopped == "completed":
                 self._epoch()
@@ -414,6 +465,8 @@ class Trainer:
                 self._bar.close()
         finally:
             self.iter_log.flush()
+        for callback in self.callbacks:
+            callback.on_train_end(self)
         return self._finish()
 
     def _epoch(self) -> None:
@@ -473,6 +526,8 @@ class Trainer:
                     and time.time() - self.started >= config.max_seconds):
                 self._deadline_fired = True
                 registry.fire("stop", source="max_seconds")
+        for callback in self.callbacks:
+            callback.on_safe_point(self)
         snap = self.sync.poll(pos.step, force=force)
         return snap is not None and self._handle(
             self.control.apply(snap, epoch=pos.epoch, iteration=pos.iteration, step=pos.step),
@@ -538,13 +593,17 @@ class Trainer:
                        f"{result.epochs_completed:.2f} epochs in {elapsed:.1f}s; "
                        f"last evaluation {json.dumps(self.last_eval)}; journal "
                        f"{self.journal_path}")
+        self._close()
+        return result
+
+    def _close(self) -> None:
+        """Close the TensorBoard writer, stop serving, unregister the knobs."""
         if self.writer is not None:
             self.writer.close()
         if self.server is not None:
             self.server.stop()
         if self.registry is not None:
             self.control.close()
-        return result
 
 
 def _say(bar: Any, text: str) -> None:
