@@ -1,7 +1,9 @@
 """``livetune fork RUN_DIR --from CHECKPOINT``: a new run from a checkpoint of an old one.
 
 The fork trains with the parent's settings from the parent's checkpoint (model, replay
-buffer, the live values in effect there), in a new run directory next to the parent's; each
+buffer, the live values in effect there; for a ``train-vision`` run the model, optimizer,
+schedule, position and live values of a ``checkpoints/<tag>.pt``), in a new run directory
+next to the parent's; each
 ``--set NAME=VALUE`` is set when training starts, journaled with the source ``fork``, and
 applied at its usual safe point. The fork's ``config.json`` names its parent, the checkpoint
 and its step under ``lineage``; nothing in the parent's directory is written. Replaying a fork
@@ -11,6 +13,7 @@ Example::
 
     livetune fork runs/ppo-a --from runs/ppo-a/checkpoints/step_40960 --set learning_rate=1e-4
     livetune fork runs/ppo-a --from final --set reward.scale=2 --run-name ppo-a-scale2
+    livetune fork runs/vgg --from epoch_3 --set learning_rate=0.01 --epochs 8
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class ForkConfig(ServeSettings):
                                         "<parent>-fork-<time>)")
     timesteps: int | None = option(None, "the fork's budget, counted from the parent's start "
                                          "(default: the parent's)")
+    epochs: int | None = option(None, "train-vision: the fork's epochs, counted from the "
+                                      "parent's start (default: the parent's)")
 
 
 def find_checkpoint(parent: Path, given: str) -> Path:
@@ -85,11 +90,10 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
     """
     parent = OriginalRun.read(config.run_dir)
     if parent.vision:
-        raise ReplayError(
-            f"{parent.path} is a train-vision run; fork starts livetune train runs. Start a "
-            "vision run from a checkpoint with livetune train-vision --resume "
-            f"{parent.path}/checkpoints/<tag>.pt --run-name NEW --set NAME=VALUE (its "
-            "config.json then records no lineage)")
+        return _fork_vision(config, parent)
+    if config.epochs is not None:
+        raise ReplayError(f"--epochs is the budget of a train-vision fork; {parent.path} is a "
+                          "livetune train run: give its budget with --timesteps")
     checkpoint = find_checkpoint(parent.path, config.checkpoint)
     step = int(json.loads((checkpoint / "live_values.json").read_text())["num_timesteps"])
     check_env(parent.config.env)
@@ -120,6 +124,69 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
     return model, run_dir
 
 
+def find_vision_checkpoint(parent: Path, given: str) -> Path:
+    """``given`` as a checkpoint file of the ``train-vision`` run ``parent``: a path, or a
+    tag (``epoch_3``, ``step_120``, ``last``) under ``parent/checkpoints``; ``last.pt`` is
+    followed to the file it names.
+
+    :raises ReplayError: no such checkpoint, or one of another run.
+    """
+    path = Path(given)
+    if not path.is_file():
+        path = parent / "checkpoints" / (given if given.endswith(".pt") else f"{given}.pt")
+    if not path.is_file():
+        tags = sorted(p.stem for p in (parent / "checkpoints").glob("*.pt"))
+        raise ReplayError(f"{given} is not a checkpoint of {parent}; its checkpoints: "
+                          f"{', '.join(tags) or 'none'}")
+    path = path.resolve()
+    if path.parent.parent != parent.resolve():
+        raise ReplayError(f"{path} is a checkpoint of another run than {parent}: fork the run "
+                          "it belongs to")
+    return path
+
+
+def _fork_vision(config: ForkConfig, parent: OriginalRun) -> tuple[Any, Path]:
+    """:func:`fork` of a ``train-vision`` run: the fork's Trainer resumes from the
+    checkpoint in a new run directory and sets ``config.values`` when training starts."""
+    from .vision.config import VisionConfig
+
+    assert isinstance(parent.config, VisionConfig)
+    if config.timesteps is not None:
+        raise ReplayError(f"--timesteps is the budget of a livetune train fork; {parent.path} "
+                          "is a train-vision run: give its budget with --epochs")
+    checkpoint = find_vision_checkpoint(parent.path, config.checkpoint)
+    from .registry import Registry
+    from .vision.checkpoint import load_checkpoint
+    from .vision.replay import StartValues
+    from .vision.train import Trainer
+
+    step = int(load_checkpoint(checkpoint)["position"]["step"])
+    name = config.run_name or f"{parent.path.name}-fork-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = parent.path.parent / name
+    if run_dir.exists():
+        raise ReplayError(f"the run directory {run_dir} already exists; pick another "
+                          "--run-name")
+    settings = config.onto(parent.config, run_name=name, runs_root=str(parent.path.parent),
+                           resume=str(checkpoint), set_values={},
+                           epochs=config.epochs or parent.config.epochs)
+    lineage = ForkLineage(str(parent.path.resolve()), str(checkpoint), step,
+                          dict(config.values))
+    registry = Registry()
+    start = StartValues(registry, config.values, source=FORK_SOURCE,
+                        note=dataclasses.asdict(lineage))
+    try:
+        trainer = Trainer(settings, registry=registry, callbacks=[start],
+                          lineage=dataclasses.asdict(lineage))
+        trainer.run()
+    except (LiveTuneError, ValueError) as exc:
+        if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir)  # made by this call, nothing trained in it
+        if isinstance(exc, LiveTuneError):
+            raise
+        raise ReplayError(f"the fork cannot start: {exc}") from None
+    return trainer.model, run_dir
+
+
 def add_parser(sub: Any) -> None:
     """Add ``fork`` to the ``livetune`` subcommands."""
     p = sub.add_parser("fork", help="start a new run from a checkpoint of an old one, with "
@@ -127,7 +194,8 @@ def add_parser(sub: Any) -> None:
                        description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("run_dir", metavar="RUN_DIR", help="the parent run (runs/<name>)")
     p.add_argument("--from", dest="checkpoint", required=True, metavar="CHECKPOINT",
-                   help="its checkpoint: runs/<name>/checkpoints/<tag>, or the tag")
+                   help="its checkpoint: runs/<name>/checkpoints/<tag>, or the tag "
+                        "(train-vision: <tag>.pt, or the tag)")
     add_options(p, ForkConfig)
     add_token_file(p)
     p.set_defaults(func=_main)

@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Mapping
@@ -171,6 +172,14 @@ class OriginalRun:
         except TypeError as exc:
             raise ReplayError(f"{config_path}: {exc}") from None
         plan = ReplayPlan.from_journal(path / "journal.jsonl", until=until)
+        if isinstance(config, TrainConfig) and config.threads <= 0:
+            warnings.append(f"the run used torch's default thread count (threads "
+                            f"{config.threads}); the replay uses this machine's, and with "
+                            "another count its numbers differ")
+        if kind is VisionConfig and "threads" not in plan.start_data:
+            warnings.append(f"{path / 'journal.jsonl'} does not say how many torch threads the "
+                            "run used (a journal of an earlier livetune): the replay uses "
+                            "torch's default, and with another count its numbers differ")
         return cls(path, config, plan, tuple(warnings), ForkLineage.from_data(data.get("lineage")))
 
 
@@ -234,12 +243,15 @@ def check_env(env_id: str) -> None:
                           "replay again") from None
 
 
-def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayResult:
+def replay(config: ReplayConfig, original: OriginalRun | None = None, *,
+           epochs: int | None = None) -> ReplayResult:
     """Rerun ``config.run_dir`` with every change of its journal, in a new run directory.
 
     :param config: where the replay goes and how far (:class:`ReplayConfig`).
     :param original: the run, already read (default: read ``config.run_dir``, logging its
         warnings).
+    :param epochs: ``train-vision`` only: end after this many epochs (how a fork's parent is
+        replayed up to its ``epoch_N.pt``); default the original's.
     :raises ReplayError: a run that cannot be replayed; raised before training starts, and
         the replay's directory is then removed.
     """
@@ -263,7 +275,7 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
         if existed:
             raise ReplayError(f"the run directory {run_dir} already exists; pick another "
                               "--run-name")
-        parent, start = _replay_parent(config, original.fork, name, root)
+        parent, start = _replay_parent(config, original.fork, name, root, original.vision)
         lineage = dataclasses.replace(lineage, fork=ForkLineage(
             str(parent.run_dir.resolve()), str(start.resolve()), original.fork.step,
             original.fork.values))
@@ -279,9 +291,12 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None) -> ReplayR
                 registry, original.plan, config.until, lineage.to_data())
         else:
             model, replayer = _vision_replay(
-                config.onto(original.config, run_name=name, runs_root=str(root), resume=None,
+                config.onto(original.config, run_name=name, runs_root=str(root),
+                            resume=None if start is None else str(start),
+                            epochs=epochs or original.config.epochs,
                             max_seconds=0.0,  # its stop, if it fired, is in the plan
-                            max_steps=_min_steps(original.config.max_steps, config.until)),
+                            max_steps=_min_steps(original.config.max_steps, config.until),
+                            threads=_threads(original)),
                 registry, original.plan, config.until, lineage.to_data())
     except ReplayError:  # raised before training starts (the plan or the data refused)
         if not existed and run_dir.is_dir():
@@ -322,6 +337,14 @@ def _vision_replay(settings: VisionConfig, registry: Registry, plan: ReplayPlan,
     return trainer.model, callback.replayer
 
 
+def _threads(original: OriginalRun) -> int:
+    """The torch thread count of a vision replay: the original's, as its journal recorded it
+    (another count sums in another order, so the numbers differ); 0 (torch's default) for a
+    journal without it."""
+    recorded = original.plan.start_data.get("threads")
+    return recorded if isinstance(recorded, int) and recorded > 0 else 0
+
+
 def _min_steps(max_steps: int, until: int | None) -> int:
     """``--max-steps`` of a vision replay: the original's, or ``until`` if sooner (0: none)."""
     if until is None:
@@ -342,17 +365,37 @@ def check_ranks(plan: ReplayPlan) -> None:
             "is not supported (docs/replay.md)")
 
 
-def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str,
-                   root: Path) -> tuple[ReplayResult, Path]:
-    """Replay a fork's parent as far as it made the fork's checkpoint
-    (:attr:`ForkLineage.parent_until`; the parent's own ``stop``, if it had one, is replayed
-    too); that replay and its final checkpoint."""
+def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str, root: Path,
+                   vision: bool) -> tuple[ReplayResult, Path]:
+    """Replay a fork's parent as far as it made the fork's checkpoint; that replay and its
+    checkpoint the fork then starts from.
+
+    ``livetune train``: up to :attr:`ForkLineage.parent_until` (the parent's own ``stop``,
+    if it had one, is replayed too); its ``final`` checkpoint. ``train-vision``: an
+    ``epoch_N.pt`` was written at the end of epoch N, so the parent is replayed for N epochs
+    with the changes up to that step; any other checkpoint was written at the safe point of
+    its step, so the parent is replayed up to that step, where its own fired checkpoint (or
+    stop) writes the same file, else the ``max_steps_step_N.pt`` of the replay's end.
+    """
     if config.until is not None and config.until <= fork.step:
         raise ReplayError(f"--until {config.until} is at or before step {fork.step}, where "
                           f"this run was forked from {fork.fork_of}: replay that run instead")
-    parent = replay(dataclasses.replace(config, run_dir=fork.fork_of, run_name=f"{name}-parent",
-                                        runs_root=str(root), until=fork.parent_until))
-    return parent, parent.run_dir / "checkpoints" / "final"
+    settings = dataclasses.replace(config, run_dir=fork.fork_of, run_name=f"{name}-parent",
+                                   runs_root=str(root), until=fork.parent_until)
+    if not vision:
+        parent = replay(settings)
+        return parent, parent.run_dir / "checkpoints" / "final"
+    tag = Path(fork.checkpoint).name
+    at_epoch = re.fullmatch(r"epoch_(\d+)\.pt", tag)
+    if at_epoch:
+        original = OriginalRun.read(fork.fork_of, until=fork.step)
+        parent = replay(dataclasses.replace(settings, until=None), original,
+                        epochs=int(at_epoch.group(1)))
+    else:
+        parent = replay(dataclasses.replace(settings, until=fork.step))
+    checkpoints = parent.run_dir / "checkpoints"
+    same = checkpoints / tag
+    return parent, same if same.is_file() else checkpoints / f"max_steps_step_{fork.step}.pt"
 
 
 def add_parser(sub: Any) -> None:

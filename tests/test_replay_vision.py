@@ -204,10 +204,18 @@ def test_replay_until_an_iteration_ends_there(vgg: Original, home: Path) -> None
 
 
 def test_the_command_replays_a_vision_run_with_a_loader_worker(home: Path) -> None:
-    """Batches cut ahead by a worker process, augmentations drawn there: still the same."""
-    original = train_original(home / "runs", "vgg-workers", [
-        (4, {"batch_size": 6}), (9, {"learning_rate": 0.01}), (15, "evaluate")],
-        workers=1, augment=True, epochs=2)
+    """Random crops and flips drawn in a worker process, batches cut ahead by it, and the
+    original on one torch thread: the command's process (torch's default, 2 threads here)
+    takes the count from the journal, since another count sums in another order."""
+    threads = torch.get_num_threads()
+    try:
+        original = train_original(home / "runs", "vgg-workers", [
+            (4, {"batch_size": 6}), (9, {"learning_rate": 0.01}), (15, "evaluate")],
+            dataset="fake", num_classes=4, workers=1, augment=True, epochs=2, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    start = ReplayPlan.from_journal(original.run_dir / "journal.jsonl").start_data
+    assert start["threads"] == 1
     command = [sys.executable, "-m", "livetune_rl.cli", "replay", str(original.run_dir),
                "--run-name", "vgg-workers-replay", "--bind", "127.0.0.1:0", "--no-progress"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=180)
@@ -239,13 +247,46 @@ def test_a_run_on_several_ranks_is_refused_before_anything_is_made(tmp_path: Pat
     assert not (tmp_path / "r").exists()
 
 
-def test_export_and_fork_name_what_to_do_with_a_vision_run(
+@pytest.mark.parametrize("tag", ["epoch_2", "fired"])
+def test_a_fork_of_a_vision_run_replays_through_its_parent(vgg: Original, home: Path,
+                                                           tag: str) -> None:
+    """A fork from the end of an epoch, or from a checkpoint fired mid-epoch, with a value
+    set; its replay replays the parent up to there first and ends with the fork's model."""
+    from livetune_rl.fork import ForkConfig, fork
+    from livetune_rl.lineage import Lineage
+
+    if tag == "fired":
+        (fired,) = [e for e in read_journal(vgg.run_dir / "journal.jsonl")
+                    if e.kind == "event" and e.name == "checkpoint"
+                    and Path(e.data["path"]).name.startswith("step_")]
+        tag = Path(fired.data["path"]).stem
+    name = f"vgg-fork-{tag}"
+    model, run_dir = fork(ForkConfig(str(vgg.run_dir), checkpoint=tag, run_name=name,
+                                     values={"learning_rate": "0.01"}, epochs=4,
+                                     bind="127.0.0.1:0", progress=False))
+    lineage = Lineage.of_run(run_dir)
+    assert lineage is not None and lineage.fork is not None
+    assert Path(lineage.fork.checkpoint).name == f"{tag}.pt"
+    sets = [e for e in read_journal(run_dir / "journal.jsonl") if e.kind == "set"]
+    assert ("learning_rate", 0.01, "fork") in [(e.name, e.new, e.source) for e in sets]
+    result = replay(ReplayConfig(str(run_dir), run_name=f"{name}-replay", bind="127.0.0.1:0",
+                                 progress=False, serve_process=False))
+    assert result.parent is not None and result.parent.exact
+    assert result.exact, (result, result.parent)
+    assert differing({k: v for k, v in model.state_dict().items()},
+                     dict(result.model.state_dict())) == []
+    assert evaluations(result.run_dir) == evaluations(run_dir)
+
+
+def test_fork_names_its_budget_and_diff_compares_vision_runs(
         vgg: Original, capsys: pytest.CaptureFixture[str]) -> None:
     from livetune_rl.cli import main
     from livetune_rl.fork import ForkConfig, fork
 
-    with pytest.raises(ReplayError, match="train-vision run; fork starts livetune train runs"):
-        fork(ForkConfig(str(vgg.run_dir), checkpoint="epoch_1"))
+    with pytest.raises(ReplayError, match="give its budget with --epochs"):
+        fork(ForkConfig(str(vgg.run_dir), checkpoint="epoch_1", timesteps=100))
+    with pytest.raises(ReplayError, match="epoch_1, epoch_2, epoch_3, last"):
+        fork(ForkConfig(str(vgg.run_dir), checkpoint="epoch_9"))
     with pytest.raises(SystemExit, match="is a train-vision run; export writes the schedules"):
         main(["export", str(vgg.run_dir)])
     assert main(["diff", str(vgg.run_dir), str(vgg.run_dir)]) == 0

@@ -101,6 +101,8 @@ class VisionConfig:
     seed: int = option(0, "seed of torch and the data order", group=OPTIMISATION)
     # run
     device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", group=RUN)
+    threads: int = option(0, "torch intra-op threads (0: torch's default); the journal records "
+                             "the count used, and a replay uses it again", group=RUN)
     run_name: str | None = option(None, "default: <arch>-<dataset>-<time>", group=RUN)
     runs_root: str = option("runs", "run directories go here", group=RUN)
     bind: str | None = option(None, "serve address (default 127.0.0.1:50051, or a free port "

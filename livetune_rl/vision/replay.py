@@ -1,5 +1,5 @@
 """``VisionReplay``: make a journal's changes again in a ``train-vision`` loop, where the
-original made them.
+original made them (and ``StartValues``, the values a fork starts with).
 
 A ``train-vision`` run journals each change it applied with its safe point: the global
 iteration as ``step``, and the ``epoch`` and ``iteration`` within it. :class:`VisionReplay`
@@ -32,6 +32,8 @@ Example::
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
+from typing import Any
 
 from ..registry import Registry
 from ..replay import Replayer, ReplayPlan
@@ -70,3 +72,25 @@ class VisionReplay(TrainerCallback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.replayer.end(trainer.pos.step)
+
+
+class StartValues(TrainerCallback):
+    """Sets values when training starts; the loop applies them at its first safe point (what
+    ``livetune fork --set`` does for a ``train-vision`` run).
+
+    :param registry: the registry the trainer registers its knobs in.
+    :param values: ``{name: value}`` (text is parsed with each variable's type).
+    :param source: journaled as who set them.
+    :param note: journaled first as an event named ``source`` (a fork: where it comes from).
+    """
+
+    def __init__(self, registry: Registry, values: Mapping[str, object], *, source: str,
+                 note: Mapping[str, Any] | None = None) -> None:
+        self.registry, self.values, self.source = registry, dict(values), source
+        self.note = dict(note) if note is not None else None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if self.note is not None:
+            self.registry.record_event(self.source, self.note, step=trainer.pos.step)
+        if self.values:
+            self.registry.set(self.values, source=self.source)

@@ -288,6 +288,8 @@ class Trainer:
         """The run directory, data, model, optimizer, schedule, sampler and loader."""
         config = self.config
         torch.manual_seed(config.seed)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         self.device = device = _device(config.device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -336,8 +338,11 @@ class Trainer:
             if self.journal_path.exists():  # resuming in the same run directory: continue
                 last, _ = read_journal_tail(self.journal_path, limit=1)
                 registry.continue_versions(last[-1].v if last else 0)
+            # the thread count changes a CPU run's numbers (sums in another order): a
+            # replay reads it from here
             registry.attach_journal(self.journal_path,
-                                    data={"run": self.run_dir.name, "world_size": self.world})
+                                    data={"run": self.run_dir.name, "world_size": self.world,
+                                          "threads": torch.get_num_threads()})
 
     def _resume(self) -> None:
         """Model, optimizer, schedule, live values and position from ``--resume``; then the
