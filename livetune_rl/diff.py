@@ -54,15 +54,16 @@ def _same(a: Change, b: Change) -> bool:
 
 def first_divergence(a: ReplayPlan, b: ReplayPlan) -> Divergence | None:
     """Where the changes of ``a`` and ``b`` first differ (None: the same changes)."""
-    for left, right in zip(a.changes, b.changes, strict=False):
+    mine, theirs = a.history(), b.history()
+    for left, right in zip(mine, theirs, strict=False):
         if not _same(left, right):
             return Divergence(min(left.step, right.step), left, right)
-    if len(a.changes) == len(b.changes):
+    if len(mine) == len(theirs):
         return None
-    longer = a.changes if len(a.changes) > len(b.changes) else b.changes
-    extra = longer[min(len(a.changes), len(b.changes))]
-    return Divergence(extra.step, extra if longer is a.changes else None,
-                      extra if longer is b.changes else None)
+    longer = mine if len(mine) > len(theirs) else theirs
+    extra = longer[min(len(mine), len(theirs))]
+    return Divergence(extra.step, extra if longer is mine else None,
+                      extra if longer is theirs else None)
 
 
 def history(run: OriginalRun) -> ReplayPlan:
@@ -75,7 +76,8 @@ def history(run: OriginalRun) -> ReplayPlan:
     if run.fork is None:
         return run.plan
     parent = history(OriginalRun.read(run.fork.fork_of, until=run.fork.parent_until))
-    return ReplayPlan((*parent.changes, *run.plan.changes), parent.start_values, run.plan.source)
+    return ReplayPlan((*parent.history(), *run.plan.history()), parent.start_values,
+                      run.plan.source)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"settings: {name}: {left!r} -> {right!r}")
     where = found.divergence
     if where is None:
-        print(f"changes: the same {len(a.plan.changes)} change(s) at the same steps")
+        print(f"changes: the same {len(history(a).history())} change(s) at the same steps")
     else:
         print(f"changes: first divergence at step {where.step}: A: {_change(where.a)}; "
               f"B: {_change(where.b)}")

@@ -118,7 +118,7 @@ class Export:
         step wins), plus every reward weight, so that a push of the weights has them all."""
         points: dict[str, dict[int, Value]] = {}
         fires: dict[str, list[int]] = {}
-        for change in plan.changes:
+        for change in plan.history():  # resumes included
             if change.kind == "fire":
                 fires.setdefault(change.name, []).append(change.step)
             else:

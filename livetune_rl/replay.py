@@ -45,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 import re
@@ -143,8 +144,10 @@ class ReplayPlan:
     :param unapplied: sets never applied (still pending when the original ended).
     :param end_step: where the plan was cut: ``until``, or the step a resumed run restarted
         from (its second ``start`` record); None when the whole journal was read.
-    :param start_data: the rest of the original's ``start`` record (``world_size`` for a
-        ``train-vision`` run).
+    :param start_data: the rest of the original's ``start`` record (``settings``: the run's
+        settings as it started; ``world_size`` and ``threads`` for a ``train-vision`` run).
+    :param resumed: where the run was resumed after these changes, and what it did from
+        there (None: it was not, or not before ``until``).
     """
 
     changes: tuple[Change, ...]
@@ -154,6 +157,20 @@ class ReplayPlan:
     unapplied: tuple[Change, ...] = ()
     end_step: int | None = None
     start_data: Mapping[str, Any] = field(default_factory=dict)
+    resumed: Resume | None = None
+
+    def segments(self) -> list[ReplayPlan]:
+        """This plan and the plans of each resume after it, in order."""
+        plans = [self]
+        while plans[-1].resumed is not None:
+            plans.append(plans[-1].resumed.plan)
+        return plans
+
+    def history(self) -> tuple[Change, ...]:
+        """Every change that made the run's final model, resumes included (the changes a
+        run made after the checkpoint it was later resumed from are not: the resume undid
+        them)."""
+        return tuple(c for plan in self.segments() for c in plan.changes)
 
     @classmethod
     def from_journal(cls, path: str | os.PathLike[str], *,
@@ -162,8 +179,9 @@ class ReplayPlan:
 
         The journal is read as far as it is whole: a torn or unreadable line (a killed
         process, a record from another livetune version) is skipped and named in
-        :attr:`warnings`. A journal that goes on after a resume (a second ``start`` record) is
-        read up to the resume: the steps restart there, from a checkpoint.
+        :attr:`warnings`. A journal that goes on after a resume (a second ``start`` record,
+        naming the checkpoint the run restarted from) is read as the plan up to that
+        checkpoint, with the rest in :attr:`resumed`.
 
         :param path: a run's ``journal.jsonl``.
         :param until: keep only the changes applied at or before this step.
@@ -174,11 +192,11 @@ class ReplayPlan:
         if not events:
             raise ReplayError(f"{path} holds no journal record: nothing to replay (a "
                               "journal is the journal.jsonl of a run directory)")
-        return _plan(events, str(path), until, warnings)
+        return _segments(_split(events), str(path), until, warnings)
 
     def names(self) -> set[str]:
-        """Every variable and trigger the plan changes."""
-        return {change.name for change in self.changes}
+        """Every variable and trigger the plan changes (its resumes' too)."""
+        return {change.name for change in self.history()}
 
     def check(self, registry: Registry) -> None:
         """Refuse a plan the running code cannot make: a name it does not register, a fire of
@@ -188,12 +206,13 @@ class ReplayPlan:
         :raises ReplayError: naming each problem and what to do.
         """
         problems: list[str] = []
+        history = self.history()
         for name in sorted(self.names()):
-            kinds = {c.kind for c in self.changes if c.name == name}
+            kinds = {c.kind for c in history if c.name == name}
             try:
                 if "set" in kinds:
                     var = registry.variable(name)
-                    for change in self.changes:
+                    for change in history:
                         if change.name == name and change.kind == "set":
                             var.spec.accept(name, change.value)
                 if "fire" in kinds:
@@ -212,6 +231,28 @@ class ReplayPlan:
         (names only one side has are left out)."""
         return {name: (old, values[name]) for name, old in self.start_values.items()
                 if name in values and values[name] != old}
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A resume of a run (``livetune train --resume``, ``train-vision --resume``): it
+    restarted from ``checkpoint``, written at ``step``, and made ``plan``'s changes from there.
+
+    :param checkpoint: the checkpoint as the resume named it (its name says how far the run
+        before it went: ``final``, ``step_N``, ``epoch_N.pt``...).
+    :param step: the step the checkpoint was written at, where the steps restart.
+    :param plan: the changes made after the resume.
+    """
+
+    checkpoint: str
+    step: int
+    plan: ReplayPlan
+
+    @property
+    def until(self) -> int | None:
+        """How far the changes before the resume made its checkpoint: all of them for a
+        ``final`` one (written after the last update), else up to its step."""
+        return None if Path(self.checkpoint).name == "final" else self.step
 
 
 class Replayer:
@@ -370,8 +411,54 @@ def _read(path: str | os.PathLike[str], warnings: list[str]) -> list[ChangeEvent
     return events
 
 
+def _split(events: list[ChangeEvent]) -> list[list[ChangeEvent]]:
+    """The journal's records, one list per start (the first start, then each resume)."""
+    parts: list[list[ChangeEvent]] = [[]]
+    for event in events:
+        if event.kind == "start" and any(e.kind == "start" for e in parts[-1]):
+            parts.append([])
+        parts[-1].append(event)
+    return parts
+
+
+def _resumed_at(start: ChangeEvent, warnings: list[str]) -> tuple[str, int]:
+    """The checkpoint and step a resume's ``start`` record names."""
+    checkpoint = start.data.get("resumed_from")
+    step = start.data.get("resumed_step", start.data.get("num_timesteps", start.step))
+    if not isinstance(step, int):
+        step = start.step or 0
+    if not isinstance(checkpoint, str):
+        warnings.append(f"the run was resumed at step {step} (journal v{start.v}) from a "
+                        "checkpoint the journal does not name (an earlier livetune): the "
+                        "changes before are replayed up to that step")
+        checkpoint = f"step_{step}"
+    elif Path(checkpoint).name.startswith("interrupted"):
+        warnings.append(f"the run was resumed at step {step} from {checkpoint}, written when "
+                        "Ctrl-C stopped it wherever the loop was (between two env steps, or "
+                        "inside an update): the replay's checkpoint at that step may not be "
+                        "the same state, so the rest may differ")
+    return checkpoint, step
+
+
+def _segments(parts: list[list[ChangeEvent]], source: str, until: int | None,
+              warnings: list[str]) -> ReplayPlan:
+    """The plan of ``parts[0]`` (cut where the next part resumed from) with the rest as its
+    :attr:`~ReplayPlan.resumed`."""
+    if len(parts) > 1:
+        checkpoint, step = _resumed_at(parts[1][0], warnings)
+        if until is None or until > step:
+            mine: list[str] = []
+            cut = Resume(checkpoint, step, ReplayPlan(())).until
+            plan = _plan(parts[0], source, cut, mine, resumed=True)
+            rest = _segments(parts[1:], source, until, warnings)
+            return dataclasses.replace(
+                plan, warnings=(*mine, *rest.warnings),
+                resumed=Resume(checkpoint, step, dataclasses.replace(rest, warnings=())))
+    return _plan(parts[0], source, until, warnings)
+
+
 def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
-          warnings: list[str]) -> ReplayPlan:
+          warnings: list[str], *, resumed: bool = False) -> ReplayPlan:
     start: ChangeEvent | None = None
     pending: dict[str, list[ChangeEvent]] = {}
     fires: dict[int, ChangeEvent] = {}
@@ -380,15 +467,8 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
     made_by_run: set[int] = set()
     for event in events:
         if event.kind == "start":
-            if start is None:
-                start = event
-                continue
-            end_step = event.step
-            warnings.append(
-                f"the run was resumed at step {event.step} (journal v{event.v}, from "
-                f"{event.data.get('resumed_from', 'a checkpoint')}): its steps restart there "
-                "from a checkpoint, so only what it did before is replayed")
-            break
+            start = event
+            continue
         if event.kind == "set" and event.source in RUN_SOURCES:
             made_by_run.add(event.v)
         elif event.kind == "set":
@@ -412,7 +492,7 @@ def _plan(events: Iterable[ChangeEvent], source: str, until: int | None,
                         "with are unknown, so they are not checked")
     unapplied = tuple(Change(s.step or 0, s.name, "set", s.new, s.v)
                       for sets in pending.values() for s in sets)
-    if unapplied and end_step is None:
+    if unapplied and end_step is None and not resumed:
         warnings.append(
             f"{len(unapplied)} set(s) were never applied (pending when the original ended: "
             + ", ".join(f"{c.name} v{c.version}" for c in unapplied)

@@ -154,23 +154,8 @@ class OriginalRun:
                 f"{config_path} is not the config of a livetune train run (it names no algo) "
                 "nor of a train-vision run (no arch and dataset): replay reruns those, see "
                 "docs/replay.md")
-        fields = {f.name for f in dataclasses.fields(kind)} - {"token"}
-        unknown = sorted(set(data) - fields - _NOT_SETTINGS)
-        missing = sorted(fields - set(data))
-        warnings = []
-        if unknown:
-            warnings.append(f"{config_path} has settings this livetune does not know, ignored: "
-                            f"{', '.join(unknown)} (written by another version?)")
-        if missing:
-            warnings.append(f"{config_path} lacks {', '.join(missing)}: this livetune's "
-                            "defaults are used (written by another version?)")
-        settings = {k: v for k, v in data.items() if k in fields}
-        if "reward_bounds" in settings:
-            settings["reward_bounds"] = tuple(settings["reward_bounds"])
-        try:
-            config = kind(**settings)
-        except TypeError as exc:
-            raise ReplayError(f"{config_path}: {exc}") from None
+        warnings: list[str] = []
+        config = _config_of(kind, data, warnings, where=str(config_path))
         plan = ReplayPlan.from_journal(path / "journal.jsonl", until=until)
         if isinstance(config, TrainConfig) and config.threads <= 0:
             warnings.append(f"the run used torch's default thread count (threads "
@@ -181,6 +166,31 @@ class OriginalRun:
                             "run used (a journal of an earlier livetune): the replay uses "
                             "torch's default, and with another count its numbers differ")
         return cls(path, config, plan, tuple(warnings), ForkLineage.from_data(data.get("lineage")))
+
+
+def _config_of(kind: type[TrainConfig] | type[VisionConfig], data: Mapping[str, Any],
+               warnings: list[str], *, where: str = "the journal's start record") -> RunConfig:
+    """``kind`` from saved settings (``config.json``, a start record's ``settings``); what
+    does not fit this version of livetune goes into ``warnings``.
+
+    :raises ReplayError: settings ``kind`` refuses.
+    """
+    fields = {f.name for f in dataclasses.fields(kind)} - {"token"}
+    unknown = sorted(set(data) - fields - _NOT_SETTINGS)
+    missing = sorted(fields - set(data))
+    if unknown:
+        warnings.append(f"{where} has settings this livetune does not know, ignored: "
+                        f"{', '.join(unknown)} (written by another version?)")
+    if missing:
+        warnings.append(f"{where} lacks {', '.join(missing)}: this livetune's defaults are "
+                        "used (written by another version?)")
+    settings = {k: v for k, v in data.items() if k in fields}
+    if "reward_bounds" in settings:
+        settings["reward_bounds"] = tuple(settings["reward_bounds"])
+    try:
+        return kind(**settings)
+    except TypeError as exc:
+        raise ReplayError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,7 @@ class ReplayResult:
     def exact(self) -> bool:
         """Every change was made at its own step, and nobody diverged (in the parent's
         replay too, for a fork)."""
-        return (self.replayed == len(self.original.plan.changes) and not self.late
+        return (self.replayed == len(self.original.plan.history()) and not self.late
                 and not self.unchanged and self.diverged_at is None
                 and not self.start_mismatches
                 and (self.parent is None or self.parent.exact))
@@ -279,36 +289,92 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None, *,
         lineage = dataclasses.replace(lineage, fork=ForkLineage(
             str(parent.run_dir.resolve()), str(start.resolve()), original.fork.step,
             original.fork.values))
-    from .registry import Registry
-
-    registry = Registry()
     started = time.perf_counter()
-    try:
-        if isinstance(original.config, TrainConfig):
-            model, replayer = _train_replay(
-                config.onto(original.config, run_name=name, runs_root=str(root),
-                            resume=None if start is None else str(start)),
-                registry, original.plan, config.until, lineage.to_data())
-        else:
-            model, replayer = _vision_replay(
-                config.onto(original.config, run_name=name, runs_root=str(root),
-                            resume=None if start is None else str(start),
-                            epochs=epochs or original.config.epochs,
-                            max_seconds=0.0,  # its stop, if it fired, is in the plan
-                            max_steps=_min_steps(original.config.max_steps, config.until),
-                            threads=_threads(original)),
-                registry, original.plan, config.until, lineage.to_data())
-    except ReplayError:  # raised before training starts (the plan or the data refused)
-        if not existed and run_dir.is_dir():
-            shutil.rmtree(run_dir)  # ours, made by this call: nothing was trained in it
-        raise
+    replayers: list[Replayer] = []
+    model: Any = None
+    segments = original.plan.segments()
+    for index, plan in enumerate(segments):
+        if index:
+            resumed = segments[index - 1].resumed
+            assert resumed is not None
+            print(f"livetune: replay: resumed at step {resumed.step} from {start}, as the "
+                  f"original resumed from {resumed.checkpoint}", flush=True)
+        try:
+            model, replayer, start = _segment(config, original, plan, name, root, start,
+                                              lineage, epochs)
+        except ReplayError:  # raised before training starts (the plan or the data refused)
+            if index == 0 and not existed and run_dir.is_dir():
+                shutil.rmtree(run_dir)  # ours, made by this call: nothing was trained in it
+            raise
+        replayers.append(replayer)
+        if replayer.diverged_at is not None and plan.resumed is not None:
+            print("livetune: replay: a new branch: the original's resume is not replayed",
+                  flush=True)
+            break
     seconds = time.perf_counter() - started
     # both start records are written at the same point of training: after the knobs are
     # registered, before anything is set
     here = ReplayPlan.from_journal(run_dir / "journal.jsonl").start_values
-    return ReplayResult(model, run_dir, original, replayer.replayed, len(replayer.late),
-                        len(replayer.unchanged), replayer.diverged_at, seconds, parent,
+    diverged = [r.diverged_at for r in replayers if r.diverged_at is not None]
+    return ReplayResult(model, run_dir, original, sum(r.replayed for r in replayers),
+                        sum(len(r.late) for r in replayers),
+                        sum(len(r.unchanged) for r in replayers),
+                        diverged[0] if diverged else None, seconds, parent,
                         original.plan.start_mismatches(here))
+
+
+def _segment(config: ReplayConfig, original: OriginalRun, plan: ReplayPlan, name: str,
+             root: Path, start: Path | None, lineage: Lineage,
+             epochs: int | None) -> tuple[Any, Replayer, Path | None]:
+    """Train one segment of the replay (the run up to its first resume, or from a resume to
+    the next): its settings (the journal's ``start`` record's, else ``config.json``'s), from
+    ``start`` (a checkpoint: the fork's start or the previous segment's), as far as the
+    checkpoint the next resume restarted from. Returns the model, what was replayed and that
+    checkpoint (None after the last segment)."""
+    from .registry import Registry
+
+    registry = Registry()
+    after = plan.resumed
+    settings = _settings_of(original, plan)
+    resume = None if start is None else str(start)
+    run_dir = root / name
+    if isinstance(settings, TrainConfig):
+        until = after.until if after is not None else config.until
+        model, replayer = _train_replay(
+            config.onto(settings, run_name=name, runs_root=str(root), resume=resume),
+            registry, plan, until, lineage.to_data())
+        return model, replayer, None if after is None else run_dir / "checkpoints" / "final"
+    tag = None if after is None else Path(after.checkpoint).name
+    at_epoch = None if tag is None else re.fullmatch(r"epoch_(\d+)\.pt", tag)
+    if after is None:
+        until, epochs = config.until, epochs or settings.epochs
+    elif at_epoch:  # written after that epoch's evaluation and schedule step
+        until, epochs = None, int(at_epoch.group(1))
+    else:  # written at the safe point of its step
+        until, epochs = after.step, settings.epochs
+    model, replayer = _vision_replay(
+        config.onto(settings, run_name=name, runs_root=str(root), resume=resume, epochs=epochs,
+                    max_seconds=0.0,  # its stop, if it fired, is in the plan
+                    max_steps=_min_steps(settings.max_steps, until),
+                    threads=_threads(plan)),
+        registry, plan, until, lineage.to_data())
+    if after is None or tag is None:
+        return model, replayer, None
+    checkpoints = run_dir / "checkpoints"
+    same = checkpoints / tag
+    return model, replayer, same if same.is_file() else \
+        checkpoints / f"max_steps_step_{after.step}.pt"
+
+
+def _settings_of(original: OriginalRun, plan: ReplayPlan) -> RunConfig:
+    """The settings a segment started with: its ``start`` record's, else the run's."""
+    data = plan.start_data.get("settings")
+    if not isinstance(data, dict):
+        return original.config
+    try:
+        return _config_of(type(original.config), data, [])
+    except ReplayError:
+        return original.config
 
 
 def _train_replay(settings: TrainConfig, registry: Registry, plan: ReplayPlan, until: int | None,
@@ -337,11 +403,11 @@ def _vision_replay(settings: VisionConfig, registry: Registry, plan: ReplayPlan,
     return trainer.model, callback.replayer
 
 
-def _threads(original: OriginalRun) -> int:
+def _threads(plan: ReplayPlan) -> int:
     """The torch thread count of a vision replay: the original's, as its journal recorded it
     (another count sums in another order, so the numbers differ); 0 (torch's default) for a
     journal without it."""
-    recorded = original.plan.start_data.get("threads")
+    recorded = plan.start_data.get("threads")
     return recorded if isinstance(recorded, int) and recorded > 0 else 0
 
 
@@ -419,7 +485,7 @@ def _main(args: argparse.Namespace) -> int:
         for warning in (*original.warnings, *original.plan.warnings):
             print(f"livetune: replay: warning: {warning}", flush=True)
         plan = original.plan
-        print(f"livetune: replay of {original.path}: {len(plan.changes)} change(s) to make "
+        print(f"livetune: replay of {original.path}: {len(plan.history())} change(s) to make "
               "again" + (f", up to step {config.until}" if config.until is not None else ""),
               flush=True)
         result = replay(config, original)
@@ -435,6 +501,6 @@ def _main(args: argparse.Namespace) -> int:
         print(f"livetune: replay: the parent, {parent.original.path}, replayed up to the fork "
               f"point in {parent.run_dir} ({parent.replayed} change(s), "
               f"{'exact' if parent.exact else 'not exact'})", flush=True)
-    print(f"livetune: replay: made {result.replayed} of {len(plan.changes)} change(s) again "
+    print(f"livetune: replay: made {result.replayed} of {len(plan.history())} change(s) again "
           f"({how}) in {result.seconds:.1f}s; run directory {result.run_dir}", flush=True)
     return 0

@@ -439,12 +439,15 @@ def train(config: TrainConfig, *, registry: Registry | None = None,
                                 eval_info_keys=_outcome_keys(config.env),
                                 episode_info_keys=_outcome_keys(config.env))
     callback.attach(model)  # register knobs now, so `livetune ls` shows them at once
-    if config.resume:
+    if not config.resume:  # the start record holds the settings: a replay reads them
+        registry.attach_journal(journal, data={"run": name, "settings": saved})
+    else:
         # the start record lists the values in effect (knobs registered first); then the
         # checkpoint's values are set, and every value the journal last recorded otherwise
         # (a set after the checkpoint) gets a `revert` event: the journal stays true
         registry.attach_journal(journal, data={"run": name, "resumed_from": config.resume,
-                                               "num_timesteps": model.num_timesteps})
+                                               "num_timesteps": model.num_timesteps,
+                                               "settings": saved})
         restore = {n: v for n, v in saved_values.items()
                    if n in registry and registry.variable(n).value != v}
         if restore:  # live values in effect at the checkpoint: journaled, applied at start

@@ -337,21 +337,32 @@ def test_sets_applied_together_are_all_replayed_and_pending_ones_are_not(
     assert ReplayPlan.from_journal(path, until=20).changes == plan.changes[:1]
 
 
-def test_a_resumed_run_is_replayed_up_to_its_resume(tmp_path: Path) -> None:
+def test_a_resumed_run_is_read_up_to_its_checkpoint_then_from_the_resume(
+        tmp_path: Path) -> None:
     path = _journal(tmp_path / "journal.jsonl", [
         START,
         {"v": 2, "t": 2.0, "kind": "set", "name": "lr", "new": 0.2, "step": 10},
-        {"v": 3, "t": 3.0, "kind": "applied", "name": "lr", "new": 0.2, "step": 64,
+        {"v": 3, "t": 3.0, "kind": "applied", "name": "lr", "new": 0.2, "step": 16,
          "applies": 2},
-        {"v": 4, "t": 4.0, "kind": "start", "name": "", "step": 32,
-         "data": {"values": {"lr": 0.1}, "resumed_from": "runs/x/checkpoints/step_32"}},
-        {"v": 5, "t": 5.0, "kind": "set", "name": "lr", "new": 0.3, "step": 40},
-        {"v": 6, "t": 6.0, "kind": "applied", "name": "lr", "new": 0.3, "step": 64,
-         "applies": 5},
+        {"v": 4, "t": 3.5, "kind": "set", "name": "lr", "new": 0.5, "step": 40},
+        {"v": 5, "t": 3.6, "kind": "applied", "name": "lr", "new": 0.5, "step": 64,
+         "applies": 4},   # after the checkpoint the run resumed from: undone by the resume
+        {"v": 6, "t": 4.0, "kind": "start", "name": "", "step": 32,
+         "data": {"values": {"lr": 0.2}, "resumed_from": "runs/x/checkpoints/step_32",
+                  "num_timesteps": 32}},
+        {"v": 7, "t": 4.1, "kind": "set", "name": "lr", "new": 0.2, "source": "resume"},
+        {"v": 8, "t": 5.0, "kind": "set", "name": "lr", "new": 0.3, "step": 40},
+        {"v": 9, "t": 6.0, "kind": "applied", "name": "lr", "new": 0.3, "step": 64,
+         "applies": 8},
     ])
     plan = ReplayPlan.from_journal(path)
-    assert plan.changes == (Change(64, "lr", "set", 0.2, 2),) and plan.end_step == 32
-    assert "resumed at step 32" in plan.warnings[0]
+    assert plan.changes == (Change(16, "lr", "set", 0.2, 2),) and plan.end_step == 32
+    assert plan.resumed is not None and plan.resumed.step == 32 and plan.resumed.until == 32
+    assert plan.resumed.plan.changes == (Change(64, "lr", "set", 0.3, 8),)
+    assert plan.history() == (Change(16, "lr", "set", 0.2, 2), Change(64, "lr", "set", 0.3, 8))
+    assert not plan.warnings
+    early = ReplayPlan.from_journal(path, until=20)  # before the resume: no resume to make
+    assert early.resumed is None and early.history() == plan.changes
 
 
 def test_a_knob_this_code_does_not_have_is_refused_before_training(

@@ -333,23 +333,27 @@ class Trainer:
                      "weight_decay": config.weight_decay, "batch_size": config.batch_size,
                      "dropout": config.dropout, "lr_drop_factor": config.lr_drop_factor})
         self.journal_path = self.run_dir / "journal.jsonl"
+        self._resume_state = load_checkpoint(config.resume) if config.resume else None
         registry = self.registry
         if registry is not None and registry.journal is None:
             if self.journal_path.exists():  # resuming in the same run directory: continue
                 last, _ = read_journal_tail(self.journal_path, limit=1)
                 registry.continue_versions(last[-1].v if last else 0)
-            # the thread count changes a CPU run's numbers (sums in another order): a
-            # replay reads it from here
-            registry.attach_journal(self.journal_path,
-                                    data={"run": self.run_dir.name, "world_size": self.world,
-                                          "threads": torch.get_num_threads()})
+            # what a replay reads: the settings, the thread count (another count sums in
+            # another order), and for a resume the checkpoint (last.pt followed) and its step
+            data: dict[str, Any] = {"run": self.run_dir.name, "world_size": self.world,
+                                    "threads": torch.get_num_threads(),
+                                    "settings": saved_config(config)}
+            if self._resume_state is not None and config.resume:
+                data["resumed_from"] = str(Path(config.resume).resolve())
+                data["resumed_step"] = int(self._resume_state["position"]["step"])
+            registry.attach_journal(self.journal_path, data=data)
 
     def _resume(self) -> None:
         """Model, optimizer, schedule, live values and position from ``--resume``; then the
         ``--set`` values."""
-        config = self.config
-        if config.resume:
-            state = load_checkpoint(config.resume)
+        config, state = self.config, self._resume_state
+        if state is not None:
             restore_training_state(state, model=self.model, optimizer=self.optimizer,
                                    scheduler=self.scheduler)
             self.control.restore(state.get("live", {}))
