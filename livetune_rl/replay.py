@@ -432,7 +432,12 @@ def _resumed_at(start: ChangeEvent, warnings: list[str]) -> tuple[str, int]:
                         "checkpoint the journal does not name (an earlier livetune): the "
                         "changes before are replayed up to that step")
         checkpoint = f"step_{step}"
-    elif Path(checkpoint).name.startswith("interrupted"):
+    if "settings" not in start.data:
+        warnings.append(f"the resume at step {step} (journal v{start.v}) does not record the "
+                        "settings it started with (a journal of an earlier livetune): the "
+                        "run's config.json, written by its last start, stands in for every "
+                        "part, so a budget changed at a resume makes the replay differ")
+    if Path(checkpoint).name.startswith("interrupted"):
         warnings.append(f"the run was resumed at step {step} from {checkpoint}, written when "
                         "Ctrl-C stopped it wherever the loop was (between two env steps, or "
                         "inside an update): the replay's checkpoint at that step may not be "
