@@ -97,11 +97,7 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
     checkpoint = find_checkpoint(parent.path, config.checkpoint)
     step = int(json.loads((checkpoint / "live_values.json").read_text())["num_timesteps"])
     check_env(parent.config.env)
-    name = config.run_name or f"{parent.path.name}-fork-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = parent.path.parent / name
-    if run_dir.exists():
-        raise ReplayError(f"the run directory {run_dir} already exists; pick another "
-                          "--run-name")
+    name, run_dir = _fork_dir(config, parent)
     settings = config.onto(parent.config, run_name=name, runs_root=str(parent.path.parent),
                            resume=str(checkpoint),
                            timesteps=config.timesteps or parent.config.timesteps)
@@ -122,6 +118,16 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
             shutil.rmtree(run_dir)  # made by this call, nothing trained in it
         raise
     return model, run_dir
+
+
+def _fork_dir(config: ForkConfig, parent: OriginalRun) -> tuple[str, Path]:
+    """The fork's run name and directory, next to the parent's (an existing one refused)."""
+    name = config.run_name or f"{parent.path.name}-fork-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = parent.path.parent / name
+    if run_dir.exists():
+        raise ReplayError(f"the run directory {run_dir} already exists; pick another "
+                          "--run-name")
+    return name, run_dir
 
 
 def find_vision_checkpoint(parent: Path, given: str) -> Path:
@@ -161,11 +167,7 @@ def _fork_vision(config: ForkConfig, parent: OriginalRun) -> tuple[Any, Path]:
     from .vision.train import Trainer
 
     step = int(load_checkpoint(checkpoint)["position"]["step"])
-    name = config.run_name or f"{parent.path.name}-fork-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = parent.path.parent / name
-    if run_dir.exists():
-        raise ReplayError(f"the run directory {run_dir} already exists; pick another "
-                          "--run-name")
+    name, run_dir = _fork_dir(config, parent)
     settings = config.onto(parent.config, run_name=name, runs_root=str(parent.path.parent),
                            resume=str(checkpoint), set_values={},
                            epochs=config.epochs or parent.config.epochs)

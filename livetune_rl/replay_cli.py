@@ -345,12 +345,12 @@ def _segment(config: ReplayConfig, original: OriginalRun, plan: ReplayPlan, name
             registry, plan, until, lineage.to_data())
         return model, replayer, None if after is None else run_dir / "checkpoints" / "final"
     tag = None if after is None else Path(after.checkpoint).name
-    at_epoch = None if tag is None else re.fullmatch(r"epoch_(\d+)\.pt", tag)
+    at_epoch = None if tag is None else _epoch_of(tag)
     if after is None:
         until, epochs = config.until, epochs or settings.epochs
-    elif at_epoch:  # written after that epoch's evaluation and schedule step
-        until, epochs = None, int(at_epoch.group(1))
-    else:  # written at the safe point of its step
+    elif at_epoch is not None:
+        until, epochs = None, at_epoch
+    else:
         until, epochs = after.step, settings.epochs
     model, replayer = _vision_replay(
         config.onto(settings, run_name=name, runs_root=str(root), resume=resume, epochs=epochs,
@@ -360,10 +360,7 @@ def _segment(config: ReplayConfig, original: OriginalRun, plan: ReplayPlan, name
         registry, plan, until, lineage.to_data())
     if after is None or tag is None:
         return model, replayer, None
-    checkpoints = run_dir / "checkpoints"
-    same = checkpoints / tag
-    return model, replayer, same if same.is_file() else \
-        checkpoints / f"max_steps_step_{after.step}.pt"
+    return model, replayer, _vision_checkpoint(run_dir, tag, after.step)
 
 
 def _settings_of(original: OriginalRun, plan: ReplayPlan) -> RunConfig:
@@ -452,16 +449,29 @@ def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str, root: Pat
         parent = replay(settings)
         return parent, parent.run_dir / "checkpoints" / "final"
     tag = Path(fork.checkpoint).name
-    at_epoch = re.fullmatch(r"epoch_(\d+)\.pt", tag)
-    if at_epoch:
+    epochs = _epoch_of(tag)
+    if epochs is not None:
         original = OriginalRun.read(fork.fork_of, until=fork.step)
-        parent = replay(dataclasses.replace(settings, until=None), original,
-                        epochs=int(at_epoch.group(1)))
+        parent = replay(dataclasses.replace(settings, until=None), original, epochs=epochs)
     else:
         parent = replay(dataclasses.replace(settings, until=fork.step))
-    checkpoints = parent.run_dir / "checkpoints"
-    same = checkpoints / tag
-    return parent, same if same.is_file() else checkpoints / f"max_steps_step_{fork.step}.pt"
+    return parent, _vision_checkpoint(parent.run_dir, tag, fork.step)
+
+
+def _epoch_of(tag: str) -> int | None:
+    """N for a ``train-vision`` ``epoch_N.pt`` (written after epoch N's evaluation and
+    schedule step, so a replay up to it trains N epochs); None for any other checkpoint
+    (written at the safe point of its step, so a replay up to it stops at that step)."""
+    at_epoch = re.fullmatch(r"epoch_(\d+)\.pt", tag)
+    return int(at_epoch.group(1)) if at_epoch else None
+
+
+def _vision_checkpoint(run_dir: Path, tag: str, step: int) -> Path:
+    """A vision replay's copy of the original's checkpoint ``tag`` written at ``step``: the
+    file of the same name (its own fired checkpoint, stop or epoch end wrote it again), else
+    the ``max_steps_step_N.pt`` its end at that step wrote."""
+    same = run_dir / "checkpoints" / tag
+    return same if same.is_file() else run_dir / "checkpoints" / f"max_steps_step_{step}.pt"
 
 
 def add_parser(sub: Any) -> None:
