@@ -291,3 +291,46 @@ def test_fork_names_its_budget_and_diff_compares_vision_runs(
         main(["export", str(vgg.run_dir)])
     assert main(["diff", str(vgg.run_dir), str(vgg.run_dir)]) == 0
     assert "changes: the same 10 change(s) at the same steps" in capsys.readouterr().out
+
+
+def test_a_knob_the_vision_loop_lacks_is_refused_before_training(
+        vgg: Original, tmp_path: Path) -> None:
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    (copy / "config.json").write_text((vgg.run_dir / "config.json").read_text())
+    records = [e.to_record() for e in read_journal(vgg.run_dir / "journal.jsonl")]
+    for record in records:  # as if another version had called it lr
+        if record["name"] == "learning_rate":
+            record["name"] = "lr"
+    (copy / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ReplayError, match="no variable named 'lr'"):
+        replay(ReplayConfig(str(copy), run_name="refused", runs_root=str(tmp_path / "r"),
+                            bind="127.0.0.1:0", progress=False))
+    assert not (tmp_path / "r" / "refused").exists()  # nothing trained, nothing left
+
+
+def test_a_set_from_outside_makes_a_vision_replay_a_new_branch(vgg: Original,
+                                                               home: Path) -> None:
+    from livetune_rl.vision.replay import VisionReplay
+
+    original = OriginalRun.read(vgg.run_dir)
+    registry = Registry()
+    replaying = VisionReplay(registry, original.plan)
+
+    class Bob(TrainerCallback):
+        done = False
+
+        def on_safe_point(self, trainer: Trainer) -> None:
+            if trainer.pos.step == 10 and not self.done:
+                self.done = True
+                registry.set({"weight_decay": 2e-3}, source="bob@elsewhere")
+
+    config = VisionConfig(**{**BASE, "runs_root": str(home / "runs"), "run_name": "branch",
+                             "serve": False})
+    Trainer(config, registry=registry, callbacks=[replaying, Bob()]).run()
+    made_before = sum(c.step <= 10 for c in original.plan.changes)
+    assert replaying.replayer.diverged_at == 11  # noticed at the next safe point
+    assert replaying.replayer.replayed == made_before >= 1
+    said = [e for e in read_journal(home / "runs" / "branch" / "journal.jsonl")
+            if e.kind == "event" and e.name == "replay" and e.data.get("diverged")]
+    assert len(said) == 1 and said[0].data["by"] == "bob@elsewhere"
