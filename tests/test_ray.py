@@ -179,11 +179,16 @@ def test_pbt_perturbation_arrives_as_a_live_set_and_exploit(
     assert scheduler.live_exploits >= 1 and scheduler.restored_exploits == 0
     journals = [Path(r.path) / "journal.jsonl" for r in grid]
     events = [e for journal in journals for e in iter_journal(journal)]
-    sets = [e for e in events if e.kind == "set" and e.name == "learning_rate"
-            and "pbt" in (e.source or "")]
-    assert sets, events
-    # PBT picks from its list; PB2's bandit proposes the values (Ray's own: not checked here)
-    allowed = (lambda v: v in (1e-4, 2e-3)) if kind == "PBT" else (lambda v: v > 0)
+    by_pbt = [e for e in events if e.kind == "set" and "pbt" in (e.source or "")]
+    assert any(e.name == "pbt.checkpoint" for e in by_pbt), events  # every live exploit
+    sets = [e for e in by_pbt if e.name == "learning_rate"]
+    # PBT resamples from its list, never the default 3e-4 both trials start with, so each
+    # exploit changes the rate; PB2 keeps the copied trial's config as it is while its data
+    # has no result of that trial after a change of time (Ray's pb2._explore), and a set of
+    # the value a trial already has is not journaled: PB2 may journal none
+    assert sets or kind == "PB2", events
+    allowed = (lambda v: v in (1e-4, 2e-3)) if kind == "PBT" else \
+        (lambda v: 1e-4 <= v <= 2e-3)
     outside = [(e.new, e.step) for e in sets if not allowed(e.new) or e.step is None]
     assert not outside, outside
     loads = [e for e in events if e.name == "pbt.exploit" and e.data.get("loaded")]
