@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -269,20 +270,20 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None, *,
         original = OriginalRun.read(config.run_dir, until=config.until)
         for warning in (*original.warnings, *original.plan.warnings):
             log.warning("livetune: replay: %s", warning)
+    check_ranks(original)
     if isinstance(original.config, TrainConfig):
         check_env(original.config.env)
-    else:
-        check_ranks(original.plan)
     name = config.run_name or (
         f"{original.path.name}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
     root = Path(config.runs_root) if config.runs_root is not None else original.path.parent
     run_dir = root / name
+    owner = _rank() == 0  # under torchrun rank 0 makes the run directory (and cleans it up)
     existed = run_dir.exists()
     lineage = Lineage(str(original.path.resolve()), config.until)
     parent: ReplayResult | None = None
     start: Path | None = None
     if original.fork is not None:  # the parent up to the fork point, then the fork from there
-        if existed:
+        if existed and owner:
             raise ReplayError(f"the run directory {run_dir} already exists; pick another "
                               "--run-name")
         parent, start = _replay_parent(config, original.fork, name, root, original.vision)
@@ -303,7 +304,7 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None, *,
             model, replayer, start = _segment(config, original, plan, name, root, start,
                                               lineage, epochs)
         except ReplayError:  # raised before training starts (the plan or the data refused)
-            if index == 0 and not existed and run_dir.is_dir():
+            if index == 0 and owner and not existed and run_dir.is_dir():
                 shutil.rmtree(run_dir)  # ours, made by this call: nothing was trained in it
             raise
         replayers.append(replayer)
@@ -313,8 +314,9 @@ def replay(config: ReplayConfig, original: OriginalRun | None = None, *,
             break
     seconds = time.perf_counter() - started
     # both start records are written at the same point of training: after the knobs are
-    # registered, before anything is set
-    here = ReplayPlan.from_journal(run_dir / "journal.jsonl").start_values
+    # registered, before anything is set (by rank 0, the one that journals)
+    here = ReplayPlan.from_journal(run_dir / "journal.jsonl").start_values if owner \
+        else original.plan.start_values
     diverged = [r.diverged_at for r in replayers if r.diverged_at is not None]
     return ReplayResult(model, run_dir, original, sum(r.replayed for r in replayers),
                         sum(len(r.late) for r in replayers),
@@ -392,8 +394,9 @@ def _vision_replay(settings: VisionConfig, registry: Registry, plan: ReplayPlan,
     from .vision.train import Trainer
 
     callback = VisionReplay(registry, plan, until=until, verbose=1)
-    try:
-        trainer = Trainer(settings, registry=registry, callbacks=[callback], lineage=lineage)
+    try:  # under torchrun rank 0 replays; the others apply what it broadcasts
+        trainer = Trainer(settings, registry=registry,
+                          callbacks=[callback] if _rank() == 0 else [], lineage=lineage)
     except (FileNotFoundError, ValueError) as exc:  # the data, most often
         raise ReplayError(f"the run cannot be set up again here: {exc}") from None
     trainer.run()
@@ -415,17 +418,30 @@ def _min_steps(max_steps: int, until: int | None) -> int:
     return until if not max_steps else min(max_steps, until)
 
 
-def check_ranks(plan: ReplayPlan) -> None:
-    """Refuse a ``train-vision`` run that trained on several ranks (``torchrun``).
+def _rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise)."""
+    return int(os.environ.get("RANK", "0") or 0)
 
-    :raises ReplayError: naming the number of ranks.
+
+def check_ranks(original: OriginalRun) -> None:
+    """Refuse a replay on another number of ranks than the original's: a ``train-vision``
+    run trained under ``torchrun`` is replayed under ``torchrun`` with as many ranks (each
+    takes the same share of every batch); any other run in one process.
+
+    :raises ReplayError: naming both counts and the command to use.
     """
-    world = plan.start_data.get("world_size", 1)
-    if isinstance(world, int) and world > 1:
+    world = original.plan.start_data.get("world_size", 1) if original.vision else 1
+    world = world if isinstance(world, int) and world > 0 else 1
+    here = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world == here:
+        return
+    if world > 1:
         raise ReplayError(
-            f"the run trained on {world} ranks (torchrun); livetune replay trains in one "
-            "process, where every batch and so every step would differ: replaying DDP runs "
-            "is not supported (docs/replay.md)")
+            f"the run trained on {world} ranks (torchrun): its replay needs as many, each "
+            "taking the same share of every batch; run torchrun --standalone "
+            f"--nproc-per-node {world} -m livetune_rl.cli replay {original.path} [options]")
+    raise ReplayError(f"the run trained in one process and this replay runs on {here} ranks: "
+                      "run livetune replay without torchrun")
 
 
 def _replay_parent(config: ReplayConfig, fork: ForkLineage, name: str, root: Path,
@@ -490,6 +506,25 @@ def _main(args: argparse.Namespace) -> int:
 
     config = from_args(ReplayConfig, args, run_dir=args.run_dir,
                        token=token_from(None, args.token_file))
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # under torchrun
+        from .vision.train import distributed_cleanup
+
+        with distributed_cleanup():
+            return _report(config) if _rank() == 0 else _follow(config)
+    return _report(config)
+
+
+def _follow(config: ReplayConfig) -> int:
+    """A rank other than 0 under torchrun: train alongside rank 0, which says what happens."""
+    try:
+        replay(config)
+    except LiveTuneError as exc:
+        raise SystemExit(f"livetune: error: {exc}") from None
+    return 0
+
+
+def _report(config: ReplayConfig) -> int:
+    """Replay, saying what is made again and how it ended."""
     try:
         original = OriginalRun.read(config.run_dir, until=config.until)
         for warning in (*original.warnings, *original.plan.warnings):

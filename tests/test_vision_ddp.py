@@ -85,3 +85,29 @@ def test_two_ranks_apply_a_live_change_at_the_same_iteration(tmp_path: Path) -> 
     journal = read_journal(run / "journal.jsonl")
     record = next(e for e in journal if e.kind == "applied" and e.name == "momentum")
     assert record.step == applied and set(record.data) == {"epoch", "iteration", "apply_s"}
+
+    # replayed under torchrun with as many ranks: rank 0 makes each change again where the
+    # original applied it and broadcasts it like any change; the same iterations, losses and
+    # weights on CPU (gloo sums two ranks' gradients, an order-free sum)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", "-m", "livetune_rl.cli", "replay", str(run),
+               "--run-name", "ddp-replay", "--bind", "127.0.0.1:0", "--no-progress"]
+    replayed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    assert replayed.stdout.count("livetune: replay: made 3 of 3 change(s) again (exact") == 1
+    again = tmp_path / "ddp-replay"
+    for r in (0, 1):
+        mine, theirs = _rows(run / f"iterations.rank{r}.jsonl"), \
+            _rows(again / f"iterations.rank{r}.jsonl")
+        assert mine == theirs
+    (checkpoint,) = (run / "checkpoints").glob("stop_step_*.pt")
+    import torch
+
+    a = torch.load(checkpoint, weights_only=False)["model"]
+    b = torch.load(again / "checkpoints" / checkpoint.name, weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    alone = subprocess.run([sys.executable, "-m", "livetune_rl.cli", "replay", str(run),
+                            "--run-name", "x"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert alone.returncode == 1
+    assert "trained on 2 ranks (torchrun): its replay needs as many" in alone.stderr
