@@ -150,6 +150,9 @@ def _event_line(e: ChangeEvent) -> str:
         what = f"fire {e.name} (#{e.new})"
     elif e.kind == "applied":
         what = f"applied {e.name} = {_fmt(e.new)} (v{e.applies})"
+        epoch, iteration = e.data.get("epoch"), e.data.get("iteration")
+        if isinstance(epoch, int) and isinstance(iteration, int):  # a train-vision safe point
+            what += f" at epoch {epoch} iteration {iteration}"
     elif e.kind == "start":
         what = f"start {json.dumps(_plain(e.data.get('values', {})), sort_keys=True)}"
     else:

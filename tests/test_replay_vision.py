@@ -291,6 +291,9 @@ def test_fork_names_its_budget_and_diff_compares_vision_runs(
         main(["export", str(vgg.run_dir)])
     assert main(["diff", str(vgg.run_dir), str(vgg.run_dir)]) == 0
     assert "changes: the same 10 change(s) at the same steps" in capsys.readouterr().out
+    assert main(["history", "--file", str(vgg.run_dir / "journal.jsonl"), "weight_decay"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if " applied " in x]
+    assert line.endswith("at epoch 1 iteration 0")  # alice's set, at an epoch's first point
 
 
 def test_a_knob_the_vision_loop_lacks_is_refused_before_training(
