@@ -95,21 +95,12 @@ class RunDiff:
     def of(cls, a: OriginalRun, b: OriginalRun) -> RunDiff:
         """Compare two runs read with :meth:`OriginalRun.read
         <livetune_rl.replay_cli.OriginalRun.read>`."""
-        left, right = _settings(a), _settings(b)
+        # threads as the runs ran (OriginalRun.read fills in a vision run's count)
+        left, right = dataclasses.asdict(a.config), dataclasses.asdict(b.config)
         names = [*left, *(name for name in right if name not in left)]  # train vs vision
         settings = {name: (left.get(name), right.get(name)) for name in names
                     if name not in SERVING and left.get(name) != right.get(name)}
         return cls(settings, first_divergence(history(a), history(b)))
-
-
-def _settings(run: OriginalRun) -> dict[str, Any]:
-    """The run's settings; a vision run's ``threads`` as it ran (its journal records the
-    count when the flag left it to torch)."""
-    settings = dataclasses.asdict(run.config)
-    recorded = run.plan.start_data.get("threads")
-    if run.vision and not settings.get("threads") and isinstance(recorded, int):
-        settings["threads"] = recorded
-    return settings
 
 
 def _change(change: Change | None) -> str:

@@ -19,16 +19,17 @@ Example::
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .flags import add_options, from_args, option
-from .lineage import ForkLineage
+from .lineage import ForkLineage, Lineage
 from .replay import ReplayError
 from .replay_cli import OriginalRun, ServeSettings, check_env
 from .tokens import add_token_file
@@ -108,16 +109,23 @@ def fork(config: ForkConfig) -> tuple[Any, Path]:
     from .train import train
 
     registry = Registry()
-    start = StartValuesCallback(registry, config.values, source=FORK_SOURCE,
-                                note=dataclasses.asdict(lineage))
+    note = Lineage(fork=lineage).to_data()
+    start = StartValuesCallback(registry, config.values, source=FORK_SOURCE, note=note)
+    with _removed_if_refused(run_dir):
+        model = train(settings, registry=registry, callbacks=[start], lineage=note)
+    return model, run_dir
+
+
+@contextlib.contextmanager
+def _removed_if_refused(run_dir: Path) -> Iterator[None]:
+    """Remove ``run_dir`` again if the fork is refused before it trained anything (a name or
+    value the run refuses, data it cannot load): it was made by this call."""
     try:
-        model = train(settings, registry=registry, callbacks=[start],
-                      lineage=dataclasses.asdict(lineage))
+        yield
     except LiveTuneError:
         if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
-            shutil.rmtree(run_dir)  # made by this call, nothing trained in it
+            shutil.rmtree(run_dir)
         raise
-    return model, run_dir
 
 
 def _fork_dir(config: ForkConfig, parent: OriginalRun) -> tuple[str, Path]:
@@ -174,18 +182,14 @@ def _fork_vision(config: ForkConfig, parent: OriginalRun) -> tuple[Any, Path]:
     lineage = ForkLineage(str(parent.path.resolve()), str(checkpoint), step,
                           dict(config.values))
     registry = Registry()
-    start = StartValues(registry, config.values, source=FORK_SOURCE,
-                        note=dataclasses.asdict(lineage))
-    try:
-        trainer = Trainer(settings, registry=registry, callbacks=[start],
-                          lineage=dataclasses.asdict(lineage))
+    note = Lineage(fork=lineage).to_data()
+    start = StartValues(registry, config.values, source=FORK_SOURCE, note=note)
+    with _removed_if_refused(run_dir):
+        try:
+            trainer = Trainer(settings, registry=registry, callbacks=[start], lineage=note)
+        except ValueError as exc:  # the data, most often
+            raise ReplayError(f"the fork cannot start: {exc}") from None
         trainer.run()
-    except (LiveTuneError, ValueError) as exc:
-        if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
-            shutil.rmtree(run_dir)  # made by this call, nothing trained in it
-        if isinstance(exc, LiveTuneError):
-            raise
-        raise ReplayError(f"the fork cannot start: {exc}") from None
     return trainer.model, run_dir
 
 

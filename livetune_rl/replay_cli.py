@@ -166,7 +166,8 @@ class OriginalRun:
             warnings.append(f"{path / 'journal.jsonl'} does not say how many torch threads the "
                             "run used (a journal of an earlier livetune): the replay uses "
                             "torch's default, and with another count its numbers differ")
-        return cls(path, config, plan, tuple(warnings), ForkLineage.from_data(data.get("lineage")))
+        return cls(path, _as_run(config, plan), plan, tuple(warnings),
+                   ForkLineage.from_data(data.get("lineage")))
 
 
 def _config_of(kind: type[TrainConfig] | type[VisionConfig], data: Mapping[str, Any],
@@ -357,8 +358,7 @@ def _segment(config: ReplayConfig, original: OriginalRun, plan: ReplayPlan, name
     model, replayer = _vision_replay(
         config.onto(settings, run_name=name, runs_root=str(root), resume=resume, epochs=epochs,
                     max_seconds=0.0,  # its stop, if it fired, is in the plan
-                    max_steps=_min_steps(settings.max_steps, until),
-                    threads=_threads(plan)),
+                    max_steps=_min_steps(settings.max_steps, until)),
         registry, plan, until, lineage.to_data())
     if after is None or tag is None:
         return model, replayer, None
@@ -371,7 +371,7 @@ def _settings_of(original: OriginalRun, plan: ReplayPlan) -> RunConfig:
     if not isinstance(data, dict):
         return original.config
     try:
-        return _config_of(type(original.config), data, [])
+        return _as_run(_config_of(type(original.config), data, []), plan)
     except ReplayError:
         return original.config
 
@@ -403,12 +403,16 @@ def _vision_replay(settings: VisionConfig, registry: Registry, plan: ReplayPlan,
     return trainer.model, callback.replayer
 
 
-def _threads(plan: ReplayPlan) -> int:
-    """The torch thread count of a vision replay: the original's, as its journal recorded it
-    (another count sums in another order, so the numbers differ); 0 (torch's default) for a
-    journal without it."""
+def _as_run(config: RunConfig, plan: ReplayPlan) -> RunConfig:
+    """``config`` as the run ran it: a vision run that left the torch thread count to torch
+    (``threads`` 0) with the count its journal's ``start`` record holds, since another count
+    sums in another order and so changes the numbers (a replay trains with it, ``diff``
+    compares it)."""
     recorded = plan.start_data.get("threads")
-    return recorded if isinstance(recorded, int) and recorded > 0 else 0
+    if isinstance(config, VisionConfig) and config.threads <= 0 and isinstance(recorded, int) \
+            and recorded > 0:
+        return dataclasses.replace(config, threads=recorded)
+    return config
 
 
 def _min_steps(max_steps: int, until: int | None) -> int:

@@ -325,6 +325,8 @@ async def serve_panel(config: PanelConfig, *, started: Callable[[str], None] | N
             host = "127.0.0.1"
         url = f"http://{host}:{port}/"
         for sig in (signal.SIGINT, signal.SIGTERM):
+            # asyncio has no signal handlers off the main thread (RuntimeError: the tests run
+            # the panel in a thread) nor on Windows (NotImplementedError); Ctrl-C then stops it
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         refresher = asyncio.create_task(_refresh(hub))
