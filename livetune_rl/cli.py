@@ -228,6 +228,8 @@ def _ray_trials(args: argparse.Namespace) -> list[TrialEndpoint]:
         return list_trials(None if args.ray == "auto" else args.ray)
     except ConnectionError as exc:
         raise LiveTuneError(f"cannot reach the Ray cluster at {args.ray}: {exc}") from None
+    except TimeoutError as exc:
+        raise LiveTuneError(str(exc)) from None
 
 
 def _ray_runs_table(args: argparse.Namespace) -> int:

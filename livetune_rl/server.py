@@ -695,7 +695,10 @@ class Server(Serving):
             try:
                 self.record_path = discovery.write_record(discovery.RunRecord(
                     run=options.run, address=self.address, pid=pid, started=started,
-                    journal=str(self.journal_path or ""), token_required=bool(options.token),
+                    # absolute: clients read it from their own directories (livetune runs'
+                    # lineage, the panel)
+                    journal=os.path.abspath(self.journal_path) if self.journal_path else "",
+                    token_required=bool(options.token),
                     tls=credentials is not None,
                     pid_start_ticks=discovery.process_start_ticks(pid),
                 ))

@@ -58,3 +58,26 @@ def test_a_replay_of_a_fork_has_both_and_odd_configs_have_none(tmp_path: Path) -
     assert Lineage.of_run(tmp_path / "missing") is None
     (tmp_path / "config.json").write_text(json.dumps({"lineage": "a string"}))
     assert Lineage.of_run(tmp_path) is None
+
+
+def test_a_records_journal_is_absolute_so_runs_finds_the_lineage_from_anywhere(
+        livetune_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import livetune_rl as lt
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "config.json").write_text(json.dumps(
+        {"lineage": {"replay_of": str(tmp_path / "runs" / "q"), "until": None}}))
+    registry = lt.Registry()
+    lt.LiveVariable("lr", 0.1, registry=registry)
+    server = lt.serve("127.0.0.1:0", run="r", registry=registry,
+                      journal="runs/r/journal.jsonl", quiet=True)
+    try:
+        (record,) = discovery.list_runs()
+        assert record.journal == str(tmp_path / "runs" / "r" / "journal.jsonl")
+        monkeypatch.chdir("/")
+        assert main(["runs"]) == 0
+        assert capsys.readouterr().out.splitlines()[1].rstrip().endswith("replay of q")
+    finally:
+        server.stop()

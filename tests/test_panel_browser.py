@@ -358,6 +358,21 @@ def test_an_ended_run_is_shown_read_only_from_its_journal(stack: Stack, page: An
     page.locator('#run-list input[data-run^="journal-"]').uncheck()
 
 
+def test_a_run_the_panel_no_longer_lists_leaves_the_page(stack: Stack, page: Any) -> None:
+    """The page follows the panel's list: an ended run whose journal goes leaves it (as does a
+    journal listed as ended in the moment before its live run was discovered)."""
+    from playwright.sync_api import expect
+
+    gone = lt.Registry(journal=stack.runs_root / "gone-run" / "journal.jsonl")
+    lt.LiveVariable("learning_rate", 0.01, registry=gone)
+    gone.journal.close()  # type: ignore[union-attr]
+    entry = page.locator('#run-list li:has-text("gone-run")')
+    expect(entry).to_have_count(1)
+    shutil.rmtree(stack.runs_root / "gone-run")
+    expect(entry).to_have_count(0)
+    expect(page.locator('#run-list li:has-text("old-run")')).to_have_count(1)
+
+
 def test_stop_ends_the_run_and_its_column_turns_read_only(stack: Stack, page: Any) -> None:
     from playwright.sync_api import expect
 

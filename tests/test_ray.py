@@ -7,6 +7,7 @@ experiment. The CLI runs as a separate process, connecting to the cluster as a u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 import ray
 from ray import tune
 
+from livetune_rl.client import Client
 from livetune_rl.journal import iter_journal
 from livetune_rl.ray import TrialEndpoint, list_trials
 from livetune_rl.ray.directory import TrialDirectory
@@ -72,10 +74,29 @@ def test_two_live_trials_listed_set_killed_and_stopped(
                                   verbose=0))
     fit = threading.Thread(target=lambda: results.update(grid=tuner.fit()), daemon=True)
     fit.start()
+    try:
+        _two_live_trials(cluster, sub_env, fit, results)
+    finally:  # a failure must not leave the experiment taking the cluster from later tests
+        if fit.is_alive():
+            for t in listed() or []:
+                with contextlib.suppress(Exception), Client(t.address, timeout=10) as client:
+                    client.fire("stop")
+            fit.join(timeout=60)
 
+
+def listed() -> list[TrialEndpoint] | None:
+    """The directory's listing; None when a loaded cluster did not answer in time."""
+    try:
+        return list_trials()
+    except TimeoutError:
+        return None
+
+
+def _two_live_trials(cluster: str, sub_env: dict[str, str], fit: threading.Thread,
+                     results: dict[str, Any]) -> None:
     def two_trials() -> list[TrialEndpoint] | None:
-        found = list_trials()
-        return found if len(found) == 2 else None
+        found = listed()
+        return found if found is not None and len(found) == 2 else None
 
     trials: list[TrialEndpoint] = wait_for("two live trials", two_trials, timeout=90)
     assert {t.experiment for t in trials} == {"livetest"}
@@ -107,7 +128,7 @@ def test_two_live_trials_listed_set_killed_and_stopped(
     seen: list[list[str]] = []
 
     def only_survivor() -> bool:
-        seen.append([t.trial_id for t in list_trials()])
+        seen.append([t.trial_id for t in listed() or []])
         return seen[-1] == [survivor.trial_id]
 
     try:
@@ -123,7 +144,7 @@ def test_two_live_trials_listed_set_killed_and_stopped(
     assert stopped.returncode == 0 and f"{survivor.run}: fired stop" in stopped.stdout, stopped
     fit.join(timeout=60)
     assert not fit.is_alive(), "the experiment did not end after stop"
-    wait_for("an empty listing", lambda: list_trials() == [], timeout=30)
+    wait_for("an empty listing", lambda: listed() == [], timeout=30)
     grid = results["grid"]
     by_id = {r.metrics.get("trial_id"): r for r in grid}
     assert by_id[survivor.trial_id].error is None

@@ -145,6 +145,7 @@ def list_trials(address: str | None = None, timeout: float = 10.0) -> list[Trial
         ``ray://...``) when this process is not connected yet; it is disconnected again
         afterwards. None: the cluster this process is connected to (or ``auto``).
     :param timeout: seconds to wait for the directory's answer.
+    :raises TimeoutError: the directory did not answer in time.
     """
     connected_here = False
     if not ray.is_initialized():
@@ -155,7 +156,12 @@ def list_trials(address: str | None = None, timeout: float = 10.0) -> list[Trial
         actor = directory(create=False)
         if actor is None:
             return []
-        return list(ray.get(actor.list.remote(), timeout=timeout))
+        try:
+            return list(ray.get(actor.list.remote(), timeout=timeout))
+        except ray.exceptions.GetTimeoutError:
+            raise TimeoutError(f"the cluster's livetune directory did not answer within "
+                               f"{timeout:g} s (a cluster too busy to run its actor?); try "
+                               "again") from None
     finally:
         if connected_here:
             ray.shutdown()

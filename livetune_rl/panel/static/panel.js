@@ -59,6 +59,10 @@ function newRun(summary) {
 }
 
 function onRuns(list) {
+  // the hub's list is the whole truth: a run it no longer lists goes (an ended run's journal
+  // removed, or a journal listed as ended in the moment before its live run was discovered)
+  const listed = new Set(list.map(summary => summary.id));
+  for (const id of [...runs.keys()]) if (!listed.has(id)) runs.delete(id);
   let autoShown = [...runs.values()].filter(r => r.shown).length;
   for (const summary of list) {
     let run = runs.get(summary.id);
